@@ -1,0 +1,179 @@
+"""The built-in tasks over gymnasium's MuJoCo environments (v5).
+
+Every variable reads MuJoCo state by name or by a documented qpos/qvel index; the index layout of
+each model is given in gymnasium's env docs (e.g. Hopper: qpos = [rootx, rootz, rooty, thigh, leg,
+foot]).
+"""
+
+from __future__ import annotations
+
+from rewardsmith.tasks import Fitness, TaskSpec, Variable
+
+
+def _action(n: int) -> Variable:
+    return Variable("action", (n,), "the action applied this step (joint torques, clipped to [-1, 1])", "N m", "action")
+
+
+def _sparse(condition: str, name: str, params: str) -> str:
+    return (
+        f"def compute_reward({params}):\n"
+        f"    {name} = 1.0 if {condition} else 0.0\n"
+        f"    return {name}, {{\"{name}\": {name}}}\n"
+    )
+
+
+def _locomotion(name: str, env_id: str, description: str, n_joints: int, sign: float,
+                steps: int, builtin: bool = True, builtin_desc: str = "",
+                extra: tuple[Variable, ...] = (), algo_kwargs: dict | None = None,
+                tags: tuple[str, ...] = ()) -> TaskSpec:
+    direction = "forward" if sign > 0 else "backward"
+    sparse_cond = "x_velocity > 1.0" if sign > 0 else "x_velocity < -1.0"
+    return TaskSpec(
+        name=name,
+        env_id=env_id,
+        description=description,
+        variables=(
+            Variable("x_velocity", (), "velocity of the torso along x (positive = forward)", "m/s", "data.qvel[0]"),
+            Variable("z_velocity", (), "vertical velocity of the torso", "m/s", "data.qvel[1]"),
+            Variable("torso_height", (), "height of the torso's root above the ground", "m", "data.qpos[1]"),
+            Variable("torso_angle", (), "pitch angle of the torso (0 = upright as at reset)", "rad", "data.qpos[2]"),
+            Variable("torso_angular_velocity", (), "pitch angular velocity of the torso", "rad/s", "data.qvel[2]"),
+            Variable("joint_angles", (n_joints,), "angles of the actuated joints", "rad", f"data.qpos[3:{3 + n_joints}]"),
+            Variable("joint_velocities", (n_joints,), "angular velocities of the actuated joints", "rad/s",
+                     f"data.qvel[3:{3 + n_joints}]"),
+            *extra,
+            _action(n_joints),
+        ),
+        fitness=Fitness(f"distance travelled {direction} along x during the episode", "data.qpos[0]" if sign > 0
+                        else "-data.qpos[0]", reduce="delta", unit="m"),
+        has_builtin_reward=builtin,
+        builtin_reward_description=builtin_desc,
+        sparse_reward=_sparse(sparse_cond, "fast", "x_velocity"),
+        default_steps=steps,
+        algo_kwargs=algo_kwargs or {},
+        tags=("locomotion", *tags),
+    )
+
+
+BUILTIN_TASKS: list[TaskSpec] = [
+    TaskSpec(
+        name="inverted-pendulum",
+        env_id="InvertedPendulum-v5",
+        description="Balance a pole on a cart that slides along a rail: keep the pole upright for as long as "
+                    "possible by pushing the cart left or right. The episode ends when the pole tilts more "
+                    "than 0.2 rad or after 1000 steps.",
+        variables=(
+            Variable("cart_position", (), "position of the cart along the rail (0 = centre)", "m", "data.qpos[0]"),
+            Variable("pole_angle", (), "angle of the pole from vertical", "rad", "data.qpos[1]"),
+            Variable("cart_velocity", (), "velocity of the cart", "m/s", "data.qvel[0]"),
+            Variable("pole_angular_velocity", (), "angular velocity of the pole", "rad/s", "data.qvel[1]"),
+            Variable("action", (1,), "force applied to the cart, in [-3, 3]", "N", "action"),
+        ),
+        fitness=Fitness("number of steps the pole stays up (max 1000)", reduce="length", threshold=950.0, unit="steps"),
+        builtin_reward_description="+1 for every step the pole is upright",
+        sparse_reward=_sparse("abs(pole_angle) < 0.05", "upright", "pole_angle"),
+        default_steps=50_000,
+        tags=("balance",),
+    ),
+    TaskSpec(
+        name="inverted-double-pendulum",
+        env_id="InvertedDoublePendulum-v5",
+        description="Balance two poles, one on top of the other, on a cart that slides along a rail. The "
+                    "episode ends when the tip of the second pole falls below 1 m or after 1000 steps.",
+        variables=(
+            Variable("cart_position", (), "position of the cart along the rail", "m", "data.qpos[0]"),
+            Variable("pole1_angle", (), "angle of the lower pole from vertical", "rad", "data.qpos[1]"),
+            Variable("pole2_angle", (), "angle of the upper pole relative to the lower pole", "rad", "data.qpos[2]"),
+            Variable("cart_velocity", (), "velocity of the cart", "m/s", "data.qvel[0]"),
+            Variable("pole1_angular_velocity", (), "angular velocity of the lower pole", "rad/s", "data.qvel[1]"),
+            Variable("pole2_angular_velocity", (), "angular velocity of the upper pole", "rad/s", "data.qvel[2]"),
+            Variable("tip_x", (), "horizontal position of the upper pole's tip", "m", 'data.site("tip").xpos[0]'),
+            Variable("tip_height", (), "height of the upper pole's tip (about 1.2 m when upright; "
+                     "the episode ends below 1 m)", "m", 'data.site("tip").xpos[2]'),
+            Variable("action", (1,), "force applied to the cart, in [-1, 1]", "N", "action"),
+        ),
+        fitness=Fitness("number of steps both poles stay up (max 1000)", reduce="length", threshold=950.0, unit="steps"),
+        builtin_reward_description="+10 alive bonus minus tip-distance and velocity penalties",
+        sparse_reward=_sparse("tip_height > 1.15", "upright", "tip_height"),
+        default_steps=200_000,
+        tags=("balance",),
+    ),
+    TaskSpec(
+        name="reacher",
+        env_id="Reacher-v5",
+        description="Move the fingertip of a two-link planar arm to a randomly placed target and keep it "
+                    "there. Episodes last 50 steps.",
+        variables=(
+            Variable("fingertip_position", (2,), "x, y position of the fingertip", "m", 'data.body("fingertip").xpos[:2]'),
+            Variable("target_position", (2,), "x, y position of the target", "m", 'data.body("target").xpos[:2]'),
+            Variable("joint_angles", (2,), "angles of the shoulder and elbow joints", "rad", "data.qpos[:2]"),
+            Variable("joint_velocities", (2,), "angular velocities of the two joints", "rad/s", "data.qvel[:2]"),
+            _action(2),
+        ),
+        fitness=Fitness("minus the final distance between fingertip and target",
+                        '-np.linalg.norm(data.body("fingertip").xpos[:2] - data.body("target").xpos[:2])',
+                        reduce="final", threshold=-0.02, unit="m"),
+        builtin_reward_description="minus the fingertip-target distance minus a control cost",
+        sparse_reward=_sparse("np.sqrt(np.sum((fingertip_position - target_position) ** 2)) < 0.02", "reached",
+                              "fingertip_position, target_position"),
+        default_steps=200_000,
+        tags=("manipulation",),
+    ),
+    _locomotion("hopper-forward", "Hopper-v5",
+                "Make a one-legged hopper (a planar torso, thigh, leg and foot) hop forward as fast as "
+                "possible without falling. The episode ends when the torso falls below 0.7 m, tilts more "
+                "than 0.2 rad, or after 1000 steps.",
+                3, +1.0, 300_000,
+                builtin_desc="forward velocity + 1 per step alive - 0.001 * |action|^2"),
+    _locomotion("halfcheetah-forward", "HalfCheetah-v5",
+                "Make a planar cheetah (torso, two legs of three joints each) run forward as fast as "
+                "possible. Episodes last 1000 steps and never end early.",
+                6, +1.0, 300_000,
+                builtin_desc="forward velocity - 0.1 * |action|^2"),
+    _locomotion("halfcheetah-backward", "HalfCheetah-v5",
+                "Make a planar cheetah (torso, two legs of three joints each) run BACKWARD (towards "
+                "negative x) as fast as possible. Episodes last 1000 steps and never end early.",
+                6, -1.0, 300_000, builtin=False),
+    TaskSpec(
+        name="swimmer-forward",
+        env_id="Swimmer-v5",
+        description="Make a three-segment swimmer in a viscous fluid swim forward along x as fast as "
+                    "possible. Episodes last 1000 steps.",
+        variables=(
+            Variable("x_velocity", (), "velocity of the front segment along x (positive = forward)", "m/s", "data.qvel[0]"),
+            Variable("y_velocity", (), "sideways velocity of the front segment", "m/s", "data.qvel[1]"),
+            Variable("body_angle", (), "heading angle of the front segment", "rad", "data.qpos[2]"),
+            Variable("joint_angles", (2,), "angles of the two joints between segments", "rad", "data.qpos[3:5]"),
+            Variable("joint_velocities", (2,), "angular velocities of the two joints", "rad/s", "data.qvel[3:5]"),
+            _action(2),
+        ),
+        fitness=Fitness("distance travelled forward along x during the episode", "data.qpos[0]", reduce="delta", unit="m"),
+        builtin_reward_description="forward velocity - 0.0001 * |action|^2",
+        sparse_reward=_sparse("x_velocity > 0.1", "fast", "x_velocity"),
+        default_steps=300_000,
+        algo_kwargs={"ppo": {"gamma": 0.9999}},
+        tags=("locomotion",),
+    ),
+    TaskSpec(
+        name="pusher",
+        env_id="Pusher-v5",
+        description="Use a seven-joint robot arm to push a cylinder on a table to a goal position. Episodes "
+                    "last 100 steps.",
+        variables=(
+            Variable("tip_position", (3,), "x, y, z position of the arm's fingertip", "m", 'data.body("tips_arm").xpos'),
+            Variable("object_position", (3,), "x, y, z position of the object to push", "m", 'data.body("object").xpos'),
+            Variable("goal_position", (3,), "x, y, z position of the goal", "m", 'data.body("goal").xpos'),
+            Variable("joint_angles", (7,), "angles of the arm's seven joints", "rad", "data.qpos[:7]"),
+            Variable("joint_velocities", (7,), "angular velocities of the arm's seven joints", "rad/s", "data.qvel[:7]"),
+            _action(7),
+        ),
+        fitness=Fitness("minus the final distance between object and goal",
+                        '-np.linalg.norm(data.body("object").xpos[:2] - data.body("goal").xpos[:2])',
+                        reduce="final", threshold=-0.1, unit="m"),
+        builtin_reward_description="minus object-goal distance - 0.5 * tip-object distance - 0.1 * |action|^2",
+        sparse_reward=_sparse("np.sqrt(np.sum((object_position[:2] - goal_position[:2]) ** 2)) < 0.1", "pushed",
+                              "object_position, goal_position"),
+        default_steps=300_000,
+        tags=("manipulation",),
+    ),
+]

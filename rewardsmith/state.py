@@ -21,24 +21,47 @@ _NAMED = {"body", "joint", "jnt", "site", "geom", "actuator", "sensor", "camera"
 
 
 class _Hoist(ast.NodeTransformer):
-    """Replace ``data.body("x")`` / ``model.joint("y")`` calls with constants bound once."""
+    """Hoist MuJoCo paths (``data.qpos``, ``data.body("torso").xpos``) out of the per-step code.
 
-    def __init__(self) -> None:
-        self.hoisted: dict[str, ast.expr] = {}
+    A path is an attribute chain rooted at ``data``/``model``, possibly through named look-ups
+    with constant arguments. It is evaluated once at bind time and kept when it yields an array
+    view (or a named accessor): MuJoCo's buffers never move, so the view stays current. Scalars
+    (``data.time``) are left to be read every step.
+    """
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self.namespace = namespace
+        self.hoisted: dict[str, Any] = {}
         self._keys: dict[str, str] = {}
 
-    def visit_Call(self, node: ast.Call) -> ast.AST:
-        self.generic_visit(node)
-        func = node.func
-        if (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-                and func.value.id in ("data", "model") and func.attr in _NAMED
-                and all(isinstance(a, ast.Constant) for a in node.args) and not node.keywords):
+    @staticmethod
+    def _is_path(node: ast.AST) -> bool:
+        while True:
+            if isinstance(node, ast.Name):
+                return node.id in ("data", "model")
+            if isinstance(node, ast.Attribute) and not node.attr.startswith("_"):
+                node = node.value
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in _NAMED and not node.keywords \
+                    and all(isinstance(a, ast.Constant) for a in node.args):
+                node = node.func.value
+            else:
+                return False
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        if isinstance(node, (ast.Attribute, ast.Call)) and self._is_path(node):
             key = ast.unparse(node)
             if key not in self._keys:
+                try:
+                    value = eval(compile(ast.Expression(node), "<source>", "eval"), self.namespace)  # noqa: S307
+                except Exception as exc:
+                    raise TaskSpecError(f"cannot resolve {key}: {exc}") from None
+                if isinstance(value, (bool, int, float, np.generic)):
+                    return node  # a scalar: must be read every step
                 self._keys[key] = f"h{len(self._keys)}"
-                self.hoisted[self._keys[key]] = node
+                self.hoisted[self._keys[key]] = value
             return ast.copy_location(ast.Name(self._keys[key], ast.Load()), node)
-        return node
+        return self.generic_visit(node)
 
 
 class StateReader:
@@ -55,27 +78,39 @@ class StateReader:
         base = env.unwrapped
         self._data = getattr(base, "data", None)
         self._model = getattr(base, "model", None)
-        hoist = _Hoist()
+        namespace: dict[str, Any] = {"np": np, "math": math, "data": self._data, "model": self._model}
+        hoist = _Hoist(namespace)
         lines = ["def read(obs, info, action, out):"]
         for var, sl in zip(task.variables, task.slices().values()):
-            tree = hoist.visit(ast.parse(var.source or var.name, mode="eval"))
+            try:
+                tree = hoist.visit(ast.parse(var.source or var.name, mode="eval"))
+            except TaskSpecError as exc:
+                raise TaskSpecError(f"task {task.name!r}, variable {var.name!r} on env {task.env_id!r}: {exc}") from None
             expr = ast.unparse(tree.body)
             if var.shape == ():
                 lines.append(f"    out[{sl.start}] = {expr}")
+            elif self._is_flat(expr, tree, {**namespace, **hoist.hoisted}, var.size):
+                lines.append(f"    out[{sl.start}:{sl.stop}] = {expr}")
             else:
                 lines.append(f"    out[{sl.start}:{sl.stop}] = np.ravel({expr})")
         lines.append("    return out")
-        namespace: dict[str, Any] = {"np": np, "math": math, "data": self._data, "model": self._model}
-        for name, node in hoist.hoisted.items():
-            try:
-                namespace[name] = eval(compile(ast.Expression(node), "<source>", "eval"), namespace)  # noqa: S307
-            except Exception as exc:  # a wrong body/site name is the usual cause
-                raise TaskSpecError(
-                    f"task {task.name!r}: cannot resolve {ast.unparse(node)} on env {task.env_id!r}: {exc}"
-                ) from None
+        namespace.update(hoist.hoisted)
         self.source = "\n".join(lines)
         exec(compile(self.source, f"<reader {task.name}>", "exec"), namespace)  # noqa: S102
         self._read = namespace["read"]
+
+    @staticmethod
+    def _is_flat(expr: str, tree: ast.AST, namespace: dict[str, Any], size: int) -> bool:
+        """Whether ``expr`` is known to give a 1-d array of ``size`` (then no ravel is needed)."""
+        if expr == "action":
+            return True
+        if any(isinstance(n, ast.Name) and n.id in ("obs", "info", "action") for n in ast.walk(tree)):
+            return False
+        try:
+            value = eval(expr, namespace)  # noqa: S307 - a task source over hoisted views
+        except Exception:
+            return False
+        return isinstance(value, np.ndarray) and value.ndim == 1 and value.size == size
 
     def read(self, obs: Any, info: dict, action: Any, out: np.ndarray | None = None) -> np.ndarray:
         """Fill ``out`` (shape ``(task.state_size,)``) with the current variables and return it."""

@@ -30,6 +30,7 @@ Register your own task::
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -136,13 +137,17 @@ class TaskSpec:
         args = ", ".join(f"{v.name}: {v.type_hint}" for v in self.variables)
         return f"def {FUNCTION_NAME}({args}) -> tuple[float, dict[str, float]]:"
 
-    @property
+    @functools.cached_property
     def state_size(self) -> int:
         """Length of the flat float64 state vector holding every variable."""
         return sum(v.size for v in self.variables)
 
     def slices(self) -> dict[str, slice]:
         """Where each variable lives in the flat state vector."""
+        return dict(self._slices)
+
+    @functools.cached_property
+    def _slices(self) -> dict[str, slice]:
         out, offset = {}, 0
         for var in self.variables:
             out[var.name] = slice(offset, offset + var.size)

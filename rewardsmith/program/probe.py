@@ -151,11 +151,13 @@ def probe(source: str, task: TaskSpec, states: np.ndarray | None = None, timeout
     code = proc.returncode
     if code < 0:
         name = signal.Signals(-code).name
-        why = {"SIGSEGV": "crashed (segmentation fault)", "SIGXCPU": "exceeded its CPU-time limit",
-               "SIGKILL": "was killed (CPU or memory limit)"}.get(name, f"died from {name}")
-        return ProbeReport(False, f"the probe process {why}", 0, None, False, wall)
+        why = {"SIGSEGV": "crashed the probe process (segmentation fault)",
+               "SIGXCPU": "exceeded the probe's CPU-time limit (an infinite or very long loop?)",
+               "SIGKILL": "got the probe process killed (CPU or memory limit)"}.get(
+                   name, f"killed the probe process ({name})")
+        return ProbeReport(False, why, 0, None, False, wall)
     last = tail[-1] if tail else "no output"
-    return ProbeReport(False, f"the probe process exited with status {code}: {last}", 0, None, False, wall)
+    return ProbeReport(False, f"made the probe process exit with status {code}: {last}", 0, None, False, wall)
 
 
 def _try_unshare_net() -> bool:  # pragma: no cover - runs in the child

@@ -172,6 +172,14 @@ def _check_function(fn: ast.FunctionDef, helpers: set[str]) -> None:
     known = assigned | helpers | SAFE_BUILTINS | {"np", "math"}
     for stmt in fn.body:
         _check_statement(stmt, known)
+    # A helper may only be called by name: used as a value (aliased, passed as an argument) it
+    # would hide recursion from _check_recursion, and deep native recursion crashes the process.
+    callees = {id(n.func) for n in ast.walk(fn) if isinstance(n, ast.Call)}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and node.id in helpers and node.id not in assigned \
+                and id(node) not in callees:
+            raise _fail(f"function {node.id!r} may only be called, not used as a value "
+                        "(no aliasing or passing functions around)", node)
 
 
 def _check_statement(stmt: ast.stmt, known: set[str]) -> None:
@@ -302,7 +310,7 @@ def validate_source(source: str, task: TaskSpec) -> ValidatedProgram:
         raise RewardProgramError("parse", f"the program must be a string, got {type(source).__name__}")
     size = len(source.encode())
     if size > MAX_SOURCE_BYTES:
-        raise _fail(f"the program is {size} bytes; the limit is {MAX_SOURCE_BYTES} bytes")
+        raise _fail(f"the program is too large: {size} bytes; the limit is {MAX_SOURCE_BYTES} bytes")
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:

@@ -17,7 +17,8 @@ class TaskNotFoundError(RewardsmithError, KeyError):
     """An unknown task name."""
 
     def __init__(self, name: str, known: list[str]) -> None:
-        close = difflib.get_close_matches(name, known, n=1)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        close = close or [k for k in sorted(known) if k.startswith(name) or name in k][:1]
         hint = f" Did you mean {close[0]!r}?" if close else ""
         super().__init__(
             f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(known))} "

@@ -1,0 +1,109 @@
+"""SB3 callbacks: log reward components and the task's fitness during training."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from rewardsmith.tasks import TaskSpec
+
+
+def find_wrapper(venv: Any, cls: type) -> Any:
+    """The first VecEnv wrapper of type ``cls`` in ``venv``'s chain, or None."""
+    while venv is not None:
+        if isinstance(venv, cls):
+            return venv
+        venv = getattr(venv, "venv", None)
+    return None
+
+
+class FitnessLogger(BaseCallback):
+    """Records, every ``interval`` env steps, the mean of each reward component, the env's own
+    reward, the fitness and length of the episodes that ended, and their termination causes.
+
+    Writes them to the SB3 logger (TensorBoard: ``reward/<component>``, ``fitness/mean``, ...)
+    and keeps them in :attr:`curve` for analysis.
+    """
+
+    def __init__(self, task: TaskSpec, program: Any = None, interval: int = 2048, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.task = task
+        self.program = program
+        self.interval = interval
+        self.curve: list[dict[str, Any]] = []
+        self._reward_env: Any = None
+        self._reset_window()
+        self._last_flush = 0
+
+    def _reset_window(self) -> None:
+        self._comp_sum: np.ndarray | None = None
+        self._comp_max: np.ndarray | None = None
+        self._comp_min: np.ndarray | None = None
+        self._env_reward = 0.0
+        self._n = 0
+        self._fitness: list[float] = []
+        self._lengths: list[int] = []
+        self._ends: Counter[str] = Counter()
+        self._success: list[bool] = []
+
+    def _on_training_start(self) -> None:
+        from rewardsmith.wrappers import RewardVecEnv
+
+        self._reward_env = find_wrapper(self.training_env, RewardVecEnv)
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos", ())
+        for info in infos:
+            self._env_reward += float(info.get("env_reward", 0.0))
+            if "episode_fitness" in info:
+                self._fitness.append(float(info["episode_fitness"]))
+                self._lengths.append(int(info.get("episode_steps", 0)))
+                self._ends[info.get("episode_end", "?")] += 1
+                if info.get("episode_success") is not None:
+                    self._success.append(bool(info["episode_success"]))
+        self._n += len(infos)
+        if self._reward_env is not None:
+            comps = self._reward_env.last_components
+            if self._comp_sum is None:
+                self._comp_sum = comps.sum(axis=0)
+                self._comp_max, self._comp_min = comps.max(axis=0), comps.min(axis=0)
+            else:
+                self._comp_sum += comps.sum(axis=0)
+                np.maximum(self._comp_max, comps.max(axis=0), out=self._comp_max)
+                np.minimum(self._comp_min, comps.min(axis=0), out=self._comp_min)
+        if self.num_timesteps - self._last_flush >= self.interval:
+            self._flush()
+        return True
+
+    def _on_training_end(self) -> None:
+        if self._n:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._last_flush = self.num_timesteps
+        n = max(self._n, 1)
+        point: dict[str, Any] = {"step": int(self.num_timesteps), "env_reward_mean": self._env_reward / n,
+                                 "components": {}, "components_max": {}, "components_min": {}}
+        self.logger.record("reward/env_reward", point["env_reward_mean"])
+        if self._comp_sum is not None and self.program is not None:
+            for j, name in enumerate(self.program.components):
+                point["components"][name] = float(self._comp_sum[j] / n)
+                point["components_max"][name] = float(self._comp_max[j])  # type: ignore[index]
+                point["components_min"][name] = float(self._comp_min[j])  # type: ignore[index]
+                self.logger.record(f"reward/{name}", point["components"][name])
+            self.logger.record("reward/nonfinite", self.program.nonfinite_count + self.program.error_count)
+        point["episodes"] = len(self._fitness)
+        point["fitness_mean"] = float(np.mean(self._fitness)) if self._fitness else None
+        point["episode_length_mean"] = float(np.mean(self._lengths)) if self._lengths else None
+        point["terminations"] = dict(self._ends)
+        point["success_rate"] = float(np.mean(self._success)) if self._success else None
+        if self._fitness:
+            self.logger.record("fitness/mean", point["fitness_mean"])
+            self.logger.record("fitness/episode_length", point["episode_length_mean"])
+            if point["success_rate"] is not None:
+                self.logger.record("fitness/success_rate", point["success_rate"])
+        self.curve.append(point)
+        self._reset_window()

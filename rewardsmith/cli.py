@@ -1,0 +1,206 @@
+"""The ``rewardsmith`` command line: a thin shell over the library.
+
+Errors print as one line on stderr with exit status 1; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from rewardsmith import __version__
+
+app = typer.Typer(help="Design reward functions for classic RL: check, train with and synthesize reward programs.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+tasks_app = typer.Typer(help="List tasks, or show one with `tasks show TASK`.", invoke_without_command=True)
+app.add_typer(tasks_app, name="tasks")
+
+_STATE = {"debug": False}
+
+
+def _fail(exc: BaseException) -> None:
+    if _STATE["debug"]:
+        raise exc
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from rewardsmith.errors import RewardsmithError
+
+    try:
+        return fn(*args, **kwargs)
+    except RewardsmithError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rewardsmith {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.",
+                                        envvar="REWARDSMITH_DEBUG")] = False,
+) -> None:
+    """rewardsmith: reward design for classic RL."""
+    _STATE["debug"] = debug
+
+
+def _echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@tasks_app.callback()
+def tasks_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the registered tasks."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rewardsmith.tasks import list_tasks
+
+    specs = list_tasks()
+    if as_json:
+        _echo_json([{"name": t.name, "env_id": t.env_id, "description": t.description,
+                     "has_builtin_reward": t.has_builtin_reward, "default_steps": t.default_steps} for t in specs])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="rewardsmith tasks")
+    for col in ("task", "env", "variables", "fitness", "built-in reward", "default steps"):
+        table.add_column(col)
+    for t in specs:
+        table.add_row(t.name, t.env_id, str(len(t.variables)), t.fitness.description,
+                      "yes" if t.has_builtin_reward else "no", f"{t.default_steps:,}")
+    Console().print(table)
+
+
+@tasks_app.command("show")
+def tasks_show(
+    task: Annotated[str, typer.Argument(help="Task name (see `rewardsmith tasks`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one task: its variables, reward signature, fitness and baselines."""
+    from rewardsmith.tasks import get_task, variables_table
+
+    spec = _guard(get_task, task)
+    if as_json:
+        _echo_json(spec.to_dict())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{spec.name}[/bold]  ({spec.env_id})\n{spec.description}\n")
+    table = Table(title="reward-state variables")
+    for col in ("name", "shape", "unit", "meaning"):
+        table.add_column(col)
+    for row in variables_table(spec):
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"\n[bold]signature[/bold]\n  {spec.signature}")
+    threshold = "" if spec.fitness.threshold is None else f" (success when >= {spec.fitness.threshold:g})"
+    console.print(f"[bold]fitness[/bold]   {spec.fitness.description} [{spec.fitness.unit}]{threshold}")
+    console.print(f"[bold]built-in reward[/bold] {spec.builtin_reward_description if spec.has_builtin_reward else 'none'}")
+    console.print(f"[bold]default budget[/bold]  {spec.default_steps:,} steps of {spec.default_algo.upper()}")
+
+
+@app.command()
+def check(
+    file: Annotated[Path, typer.Argument(help="The reward program (.py).")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task the program is for.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the sandboxed probe.")] = False,
+    timeout: Annotated[float, typer.Option(help="Probe wall timeout, seconds.")] = 30.0,
+) -> None:
+    """Validate, compile and probe a reward program. Exit 0 if accepted, 1 if rejected."""
+    from rewardsmith.program import check_program
+    from rewardsmith.tasks import get_task
+
+    spec = _guard(get_task, task)
+    if not file.is_file():
+        _fail(FileNotFoundError(f"no such file: {file}"))
+    result = _guard(check_program, file, spec, run_probe=not no_probe, timeout_s=timeout)
+    if as_json:
+        _echo_json(result.to_dict())
+    elif result.ok:
+        probe = result.probe
+        extra = f", {probe.per_call_us:.1f} us/call in the probe" if probe and probe.per_call_us else ""
+        typer.echo(f"ok: {file} for {spec.name}; components: {', '.join(result.components) or '(none)'}{extra}")
+        for note in result.notes:
+            typer.echo(f"  note: {note}")
+    else:
+        typer.echo(f"rejected: {file}: {result.error}", err=True)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
+def train(
+    task: Annotated[str, typer.Option("--task", "-t", help="Task to train on.")],
+    reward: Annotated[Optional[Path], typer.Option("--reward", "-r", help="Reward program file.")] = None,
+    builtin: Annotated[bool, typer.Option("--builtin", help="Use the env's own (human-designed) reward.")] = False,
+    sparse: Annotated[bool, typer.Option("--sparse", help="Use the task's sparse baseline reward.")] = False,
+    steps: Annotated[Optional[int], typer.Option(help="Environment steps (default: the task's budget).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    algo: Annotated[Optional[str], typer.Option(help="ppo or sac (default: the task's).")] = None,
+    n_envs: Annotated[int, typer.Option("--n-envs", help="Parallel environments.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Optional[Path], typer.Option(help="Output directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train an SB3 agent with a reward and report the task's true fitness."""
+    from rewardsmith.errors import TrainingError
+    from rewardsmith.train import train as run_train
+
+    chosen = [x for x in (reward is not None, builtin, sparse) if x]
+    if len(chosen) != 1:
+        _fail(TrainingError("give exactly one of --reward FILE, --builtin or --sparse"))
+    if reward is not None and not reward.is_file():
+        _fail(FileNotFoundError(f"no such file: {reward}"))
+    choice: Any = reward if reward is not None else ("builtin" if builtin else "sparse")
+    result = _guard(run_train, task, choice, steps=steps, seed=seed, algo=algo, n_envs=n_envs, device=device,
+                    out=out, progress=not as_json and sys.stderr.isatty())
+    if as_json:
+        data = result.to_dict()
+        data.pop("curve", None)
+        _echo_json(data)
+        return
+    success = "" if result.success_rate is None else f", success rate {result.success_rate:.0%}"
+    typer.echo(f"{result.task} [{result.reward}] {result.algo.upper()} seed {result.seed}: "
+               f"fitness {result.fitness_mean:.3f} ± {result.fitness_std:.3f} over {len(result.episodes)} "
+               f"episodes{success}; {result.steps:,} steps in {result.wall_s:.0f} s")
+    if result.nonfinite:
+        typer.echo(f"warning: {result.nonfinite} non-finite or failing reward values were replaced by 0", err=True)
+    typer.echo(f"saved to {result.out_dir}")
+
+
+def main() -> None:
+    """Console entry point."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    try:
+        app()
+    except Exception as exc:  # an unexpected error: still one line unless --debug
+        if _STATE["debug"]:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

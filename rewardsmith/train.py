@@ -1,0 +1,237 @@
+"""Training an SB3 agent with a reward program (or the env's own reward, or the sparse baseline).
+
+:func:`train` builds ``n_envs`` copies of the task's env, each in a :class:`TaskWrapper`, applies
+the reward with one compiled call per step (:class:`RewardVecEnv`), normalises observations and
+rewards (``VecNormalize``), trains PPO or SAC with a progress bar and TensorBoard logs of every
+reward component and of the task's fitness, then evaluates the ground-truth fitness of the
+deterministic policy over several episodes and saves the model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardsmith.errors import TrainingError
+from rewardsmith.tasks import TaskSpec, get_task
+
+ALGOS = ("ppo", "sac")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (``rewardsmith train --json`` prints it).
+
+    Attributes:
+        task: task name.
+        reward: ``"builtin"``, ``"sparse"`` or the program's content key.
+        algo, seed, steps: the run's settings (``steps`` = environment steps taken).
+        wall_s: wall-clock seconds of training and evaluation.
+        fitness_mean, fitness_std: ground-truth fitness of the final policy over ``episodes``.
+        success_rate: fraction of evaluation episodes reaching the task's threshold (None if none).
+        episodes: per-episode fitness of the evaluation.
+        curve: ``[{"step", "fitness_mean", "episodes", "components": {name: mean}}]`` during training.
+        nonfinite: reward values replaced by the runtime guard (NaN/inf or exceptions).
+        out_dir: where the model, VecNormalize statistics, TensorBoard logs and ``result.json`` are.
+    """
+
+    task: str
+    reward: str
+    algo: str
+    seed: int
+    steps: int
+    wall_s: float
+    fitness_mean: float
+    fitness_std: float
+    success_rate: float | None
+    episodes: list[float] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    nonfinite: int = 0
+    device: str = "cpu"
+    out_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; validates explicit choices."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise TrainingError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError(f"device {device!r} requested but CUDA is not available here (use --device cpu)")
+    return device
+
+
+def resolve_reward(task: TaskSpec, reward: Any) -> tuple[Any, str]:
+    """Turn ``reward`` (None/"builtin", "sparse", a program, source or path) into (program|None, label)."""
+    from rewardsmith.program import RewardProgram, load_program, sparse_program
+
+    if reward is None or reward == "builtin":
+        if not task.has_builtin_reward:
+            raise TrainingError(f"task {task.name!r} has no built-in reward; pass a reward program or use sparse")
+        return None, "builtin"
+    if reward == "sparse":
+        return sparse_program(task), "sparse"
+    if isinstance(reward, RewardProgram):
+        return reward, reward.key
+    program = load_program(reward, task)
+    return program, program.key
+
+
+def make_vec_env(task: TaskSpec, program: Any, n_envs: int, seed: int, normalize: bool = True,
+                 gamma: float = 0.99):
+    """The training VecEnv: TaskWrapper envs -> RewardVecEnv -> VecMonitor -> VecNormalize."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
+
+    from rewardsmith.wrappers import RewardVecEnv, TaskWrapper
+
+    def factory(rank: int):
+        def make():
+            env = TaskWrapper(task.make_env(), task)
+            env.action_space.seed(seed + rank)
+            return env
+        return make
+
+    venv: Any = DummyVecEnv([factory(i) for i in range(n_envs)])
+    venv.seed(seed)
+    if program is not None:
+        venv = RewardVecEnv(venv, program)
+    venv = VecMonitor(venv)
+    if normalize:
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=gamma)
+    return venv
+
+
+def _build_model(algo: str, task: TaskSpec, venv: Any, seed: int, device: str, n_envs: int,
+                 tb_dir: str | None, algo_kwargs: dict[str, Any] | None):
+    from stable_baselines3 import PPO, SAC
+
+    kwargs: dict[str, Any] = dict(task.algo_kwargs.get(algo, {}))
+    if algo == "ppo":
+        n_steps = max(2048 // n_envs, 16)
+        kwargs = {"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs), **kwargs}
+    kwargs.update(algo_kwargs or {})
+    cls = PPO if algo == "ppo" else SAC
+    try:
+        return cls("MlpPolicy", venv, seed=seed, device=device, verbose=0, tensorboard_log=tb_dir, **kwargs)
+    except TypeError as exc:
+        raise TrainingError(f"bad {algo} settings: {exc}") from None
+
+
+def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = None, seed: int = 0,
+          algo: str | None = None, n_envs: int = 8, device: str = "auto", out: str | Path | None = None,
+          progress: bool = False, eval_episodes: int | None = None, algo_kwargs: dict[str, Any] | None = None,
+          tensorboard: bool = True, save: bool = True) -> TrainResult:
+    """Train an agent on ``task`` with ``reward`` and measure the task's true fitness.
+
+    Args:
+        task: task name or spec.
+        reward: ``"builtin"`` (the env's own reward), ``"sparse"``, a
+            :class:`~rewardsmith.program.RewardProgram`, program source, or a ``.py`` path.
+        steps: environment steps (default: the task's ``default_steps``).
+        seed: seeds the envs, the policy and the evaluation.
+        algo: ``ppo`` or ``sac`` (default: the task's).
+        n_envs: parallel envs (in-process).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        out: output directory (default ``runs/train-<task>-<timestamp>``; None with ``save=False``).
+        progress: show a progress bar.
+        eval_episodes: evaluation episodes (default: the task's ``eval_episodes``).
+        algo_kwargs: extra keyword arguments for the SB3 algorithm.
+        tensorboard: write TensorBoard logs under ``out``.
+        save: save the model, normalisation statistics and ``result.json`` under ``out``.
+    """
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from rewardsmith.callbacks import FitnessLogger
+
+    spec = get_task(task)
+    algo = (algo or spec.default_algo).lower()
+    if algo not in ALGOS:
+        raise TrainingError(f"unknown algorithm {algo!r}: use {' or '.join(ALGOS)}")
+    steps = int(steps or spec.default_steps)
+    if steps <= 0:
+        raise TrainingError(f"steps must be positive, got {steps}")
+    if n_envs < 1:
+        raise TrainingError(f"n_envs must be at least 1, got {n_envs}")
+    device = resolve_device(device)
+    program, label = resolve_reward(spec, reward)
+    out_dir: Path | None = None
+    if save or tensorboard:
+        out_dir = Path(out) if out else Path("runs") / f"train-{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if device == "cpu":
+        torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    gamma = float({**spec.algo_kwargs.get(algo, {}), **(algo_kwargs or {})}.get("gamma", 0.99))
+    venv = make_vec_env(spec, program, n_envs, seed, gamma=gamma)
+    tb_dir = str(out_dir / "tensorboard") if (tensorboard and out_dir) else None
+    model = _build_model(algo, spec, venv, seed, device, n_envs, tb_dir, algo_kwargs)
+    logger = FitnessLogger(spec, program)
+    model.learn(total_timesteps=steps, callback=CallbackList([logger]), progress_bar=progress,
+                tb_log_name=f"{algo}-{label[:12]}")
+    venv.training = False
+    episodes = evaluate(model, spec, venv, eval_episodes or spec.eval_episodes, seed + 10_000)
+    wall = time.perf_counter() - t0
+    threshold = spec.fitness.threshold
+    result = TrainResult(
+        task=spec.name, reward=label, algo=algo, seed=seed, steps=int(model.num_timesteps), wall_s=round(wall, 2),
+        fitness_mean=float(np.mean(episodes)), fitness_std=float(np.std(episodes)),
+        success_rate=None if threshold is None else float(np.mean([e >= threshold for e in episodes])),
+        episodes=[float(e) for e in episodes], curve=logger.curve,
+        nonfinite=(program.nonfinite_count + program.error_count) if program is not None else 0,
+        device=device, out_dir=str(out_dir) if out_dir else None,
+    )
+    if save and out_dir is not None:
+        model.save(out_dir / "model.zip")
+        venv.save(str(out_dir / "vecnormalize.pkl"))
+        if program is not None:
+            (out_dir / "reward.py").write_text(program.source)
+        (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    venv.close()
+    return result
+
+
+def evaluate(model: Any, task: TaskSpec, train_venv: Any, episodes: int, seed: int) -> list[float]:
+    """Ground-truth fitness of ``model``'s deterministic policy over ``episodes`` episodes.
+
+    The evaluation envs use the training run's observation normalisation (frozen) and the env's
+    own dynamics; the reward is irrelevant to fitness, so none is replaced.
+    """
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rewardsmith.wrappers import TaskWrapper
+
+    n = max(1, min(episodes, 4))
+    venv: Any = DummyVecEnv([lambda: TaskWrapper(task.make_env(), task) for _ in range(n)])
+    venv.seed(seed)
+    norm = None
+    if isinstance(train_venv, VecNormalize):
+        norm = VecNormalize(venv, norm_obs=True, norm_reward=False, training=False)
+        norm.obs_rms = train_venv.obs_rms
+        venv = norm
+    obs = venv.reset()
+    found: list[float] = []
+    per_env = [0] * n
+    quota = [episodes // n + (1 if i < episodes % n else 0) for i in range(n)]
+    while len(found) < episodes:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, dones, infos = venv.step(action)
+        for i, done in enumerate(dones):
+            if done and per_env[i] < quota[i]:
+                per_env[i] += 1
+                found.append(float(infos[i]["episode_fitness"]))
+    venv.close()
+    return found

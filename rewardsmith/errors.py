@@ -17,8 +17,11 @@ class TaskNotFoundError(RewardsmithError, KeyError):
     """An unknown task name."""
 
     def __init__(self, name: str, known: list[str]) -> None:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-        close = close or [k for k in sorted(known) if k.startswith(name) or name in k][:1]
+        words = {k.split("-")[0]: k for k in sorted(known)}
+        close = [k for k in sorted(known) if k.startswith(name) or name in k][:1]
+        close = close or difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+        close = close or [words[w] for w in difflib.get_close_matches(name, list(words), n=1)]
+        close = close or difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         super().__init__(
             f"unknown task {name!r}.{hint} Known tasks: {', '.join(sorted(known))} "

@@ -7,6 +7,17 @@ __version__ = "0.1.0"
 from rewardsmith.errors import RewardProgramError, RewardsmithError, TaskNotFoundError, TaskSpecError
 from rewardsmith.tasks import Fitness, TaskSpec, Variable, get_task, list_tasks, register_task
 
+
+def register_envs() -> None:
+    """Register rewardsmith's own gymnasium envs (e.g. ``rewardsmith/PointGoal-v0``); idempotent.
+
+    Looking up any task does this too; call it to ``gymnasium.make`` them directly.
+    """
+    from rewardsmith.builtin_tasks import register_envs as _register
+
+    _register()
+
+
 __all__ = [
     "Fitness",
     "RewardProgramError",
@@ -18,5 +29,6 @@ __all__ = [
     "__version__",
     "get_task",
     "list_tasks",
+    "register_envs",
     "register_task",
 ]

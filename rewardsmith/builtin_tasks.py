@@ -1,13 +1,29 @@
-"""The built-in tasks over gymnasium's MuJoCo environments (v5).
+"""The built-in tasks over gymnasium's MuJoCo environments (v5) and rewardsmith's own envs.
 
 Every variable reads MuJoCo state by name or by a documented qpos/qvel index; the index layout of
 each model is given in gymnasium's env docs (e.g. Hopper: qpos = [rootx, rootz, rooty, thigh, leg,
-foot]).
+foot]). rewardsmith's own envs (package ``rewardsmith.envs``, source folder ``envs/``) are
+registered in gymnasium by string entry point when this module loads (:func:`register_envs`),
+never by importing them.
 """
 
 from __future__ import annotations
 
 from rewardsmith.tasks import Fitness, TaskSpec, Variable
+
+#: gymnasium id -> (entry point, max_episode_steps) of rewardsmith's own envs.
+CUSTOM_ENVS: dict[str, tuple[str, int]] = {
+    "rewardsmith/PointGoal-v0": ("rewardsmith.envs.point_goal:PointGoalEnv", 100),
+}
+
+
+def register_envs() -> None:
+    """Register rewardsmith's own envs (``rewardsmith/PointGoal-v0``, ...) in gymnasium; idempotent."""
+    import gymnasium as gym
+
+    for env_id, (entry_point, max_steps) in CUSTOM_ENVS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
 
 
 def _action(n: int) -> Variable:
@@ -176,4 +192,26 @@ BUILTIN_TASKS: list[TaskSpec] = [
         default_steps=300_000,
         tags=("manipulation",),
     ),
+    TaskSpec(
+        name="point-goal",
+        env_id="rewardsmith/PointGoal-v0",
+        description="Drive a point mass on a 2 m x 2 m plane (two motors push it along x and y) onto a goal "
+                    "marker placed at random at every reset, and stay there. Episodes last 100 steps (5 s).",
+        variables=(
+            Variable("position", (2,), "x, y position of the point", "m", 'data.body("point").xpos[:2]'),
+            Variable("velocity", (2,), "x, y velocity of the point", "m/s", "data.qvel[:2]"),
+            Variable("goal", (2,), "x, y position of the goal", "m", 'data.body("goal").xpos[:2]'),
+            Variable("action", (2,), "motor commands along x and y, in [-1, 1] (force = 2 N x action)", "N",
+                     "action"),
+        ),
+        fitness=Fitness("minus the final distance between point and goal",
+                        '-np.linalg.norm(data.body("point").xpos[:2] - data.body("goal").xpos[:2])',
+                        reduce="final", threshold=-0.05, unit="m"),
+        builtin_reward_description="minus the point-goal distance - 0.01 * |action|^2",
+        sparse_reward=_sparse("np.sqrt(np.sum((position - goal) ** 2)) < 0.05", "reached", "position, goal"),
+        default_steps=50_000,
+        tags=("navigation", "custom-env"),
+    ),
 ]
+
+register_envs()

@@ -35,6 +35,8 @@ class TaskWrapper(gym.Wrapper):
 
     Attributes:
         last_state: the reward state after the latest reset or step, ``(task.state_size,)``.
+        step_state: the reward state after the latest step (a reset does not overwrite it, so
+            it still holds the terminal state when a VecEnv has auto-reset the env).
     """
 
     def __init__(self, env: gym.Env, task: str | TaskSpec, program: Any = None, state_in_info: bool = True) -> None:
@@ -49,6 +51,7 @@ class TaskWrapper(gym.Wrapper):
         self._reduce = self.task.fitness.reduce
         self._zero_action = np.zeros(env.action_space.shape, dtype=np.float64) \
             if isinstance(env.action_space, gym.spaces.Box) else 0
+        self.last_state = self.step_state = np.zeros(self.task.state_size)
         self._acc = 0.0
         self._start = 0.0
         self._steps = 0
@@ -66,7 +69,7 @@ class TaskWrapper(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        state = self.last_state = self._reader.read(obs, info, action)
+        state = self.last_state = self.step_state = self._reader.read(obs, info, action)
         if self.state_in_info:
             info["reward_state"] = state
         info["env_reward"] = reward
@@ -140,7 +143,7 @@ class RewardVecEnv(VecEnvWrapper):
         states = self._states
         if self._direct is not None:
             for i, wrapper in enumerate(self._direct):
-                states[i] = wrapper.last_state
+                states[i] = wrapper.step_state
         else:
             for i, info in enumerate(infos):
                 try:

@@ -87,12 +87,14 @@ def _numba_message(exc: Exception, path: str, max_line: int | None = None) -> tu
     """One readable line (and the user's line number) out of a numba error."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     line = None
-    # numba may print the file relative to the working directory: match on the (hashed) file name
+    # numba may print the file relative to the working directory: match on the (hashed) file name.
+    # The innermost frame comes first (a helper's line before the line that called it).
     name = os.path.basename(path)
     for m in re.finditer(r'File "([^"]+)", line (\d+)|at (\S+) \((\d+)\)', text):
         file, num = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
         if os.path.basename(file) == name and (max_line is None or int(num) <= max_line):
             line = int(num)
+            break
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     skip = ("During:", "File ", "Failed in nopython", "^", "- Resolution failure", "- Of which",
             "This error may have been", "raised from", "<source", "Rejected as the implementation",

@@ -123,7 +123,9 @@ def rewrite(program: ValidatedProgram) -> tuple[ast.Module, list[str]]:
         _SplitDict(name, dict_locals[name]).visit(fn)
     names: list[str] | None = None
     first_line = 0
-    for ret in (n for n in ast.walk(fn) if isinstance(n, ast.Return)):
+    # source order (ast.walk is breadth-first): the first return written fixes the column order
+    for ret in sorted((n for n in ast.walk(fn) if isinstance(n, ast.Return)),
+                      key=lambda n: (n.lineno, n.col_offset)):
         total, comp = ret.value.elts  # type: ignore[union-attr]
         keys = [k.value for k in comp.keys]  # type: ignore[union-attr]
         values = comp.values  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ very long loop) run there and the test process keeps going.
 
 from __future__ import annotations
 
-import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -170,15 +170,11 @@ PROBED = [
      "    return s, {'forward': s}\n", "timed out after 5 s"),
     ("huge-allocation", H + "    a = np.zeros(10**12)\n    return x_velocity + a[0], {'forward': x_velocity}\n",
      "ran out of memory"),
-    ("huge-allocation-data-dependent",
-     H + "    a = np.ones(int(1e9 + abs(x_velocity)))\n    return np.sum(a), {'forward': x_velocity}\n",
-     "ran out of memory"),
-    ("division-by-zero", H + "    return x_velocity / 0.0, {'forward': x_velocity}\n", "non-finite total (inf)"),
+    ("division-by-zero", H + "    return x_velocity / 0.0, {'forward': x_velocity}\n",
+     "returned a non-finite total (inf) on sampled state #0 (x_velocity="),
     ("exp-overflow", H + "    return np.exp(1000.0 + x_velocity), {'forward': x_velocity}\n",
      "non-finite total (inf)"),
     ("log-of-zero", H + "    return np.log(0.0 * x_velocity), {'forward': x_velocity}\n", "non-finite total (-inf)"),
-    ("math-log-of-zero", H + "    return math.log(0.0 * x_velocity), {'forward': x_velocity}\n",
-     "non-finite total (-inf)"),
     ("non-finite-component", H + "    return x_velocity, {'forward': np.log(0.0 * x_velocity)}\n",
      "non-finite component(s) ['forward']"),
     ("out-of-bounds-constant-index", H + "    return action[10**9], {'forward': x_velocity}\n",
@@ -187,15 +183,23 @@ PROBED = [
      H + "    i = int(abs(x_velocity) * 1000.0) + 3\n    return action[i], {'forward': x_velocity}\n",
      "IndexError: index is out of bounds"),
     ("in-place-mutation", H + "    action[0] = 0.0\n" + R, "mutates its input 'action' in place"),
-    ("in-place-augmented-mutation", H + "    action *= 2.0\n" + R, "mutates its input 'action' in place"),
 ]
 
 
-@pytest.mark.parametrize(("source", "needle"), [c[1:] for c in PROBED], ids=[c[0] for c in PROBED])
-def test_rejected_by_the_probe(source, needle):
-    parent = os.getpid()
-    result = check_program(source, TASK, timeout_s=5)
-    assert os.getpid() == parent  # we are still here: the child absorbed it
+@pytest.fixture(scope="module")
+def probed(task, states):
+    """Check every probe case, two sandboxed children at a time (each spends most of its time
+    starting Python and numba); the test process must outlive all of them."""
+    sources = {c[0]: c[1] for c in PROBED}
+    sources["accepted-data-dependent-division"] = NEUTRALISED[0][1]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(check_program, src, TASK, timeout_s=5) for name, src in sources.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("needle", [c[2] for c in PROBED], ids=[c[0] for c in PROBED])
+def test_rejected_by_the_probe(probed, request, needle):
+    result = probed[request.node.callspec.id]
     assert result.ok is False
     assert result.stage == "probe", result.error
     assert result.error.startswith("probe error: compute_reward() "), result.error
@@ -205,58 +209,47 @@ def test_rejected_by_the_probe(source, needle):
     assert "compile" in result.timings  # it compiled fine: only running it shows the problem
 
 
-def test_probe_reports_the_state_that_went_non_finite():
-    result = check_program(H + "    return x_velocity / 0.0, {'forward': x_velocity}\n", TASK, timeout_s=10)
-    assert "on sampled state #0" in result.error and "x_velocity=" in result.error
+def test_data_dependent_division_passes_the_probe(probed):
+    """The probe only rejects what it sees: sampled states have x_velocity != 0, so this is accepted
+    (and neutralised at run time, below)."""
+    result = probed["accepted-data-dependent-division"]
+    assert result.ok, result.error
+    assert result.probe.ok and result.probe.n_states == 64 and result.probe.per_call_us > 0
 
 
 # Neutralised rather than rejected: a total that is finite on every sampled state but not on some
-# rare state (here x_velocity == 0 exactly) passes the probe; the run-time guard replaces the
-# non-finite value by 0 and counts it.
-NEUTRALISED = [
-    ("division-by-zero-data-dependent", H + "    return 1.0 / x_velocity, {'inv': 1.0 / x_velocity}\n"),
-    ("log-of-zero-data-dependent", H + "    return np.log(np.abs(x_velocity)), {'log': np.log(np.abs(x_velocity))}\n"),
-    ("exp-overflow-data-dependent", H + "    return np.exp(1e6 * (x_velocity == 0.0)) + x_velocity, {'e': x_velocity}\n"),
-]
+# rare state (here x_velocity == 0 exactly) passes the probe (test above); the run-time guard
+# replaces the non-finite value by 0 and counts it.
+DIV = H + "    return 1.0 / x_velocity, {'inv': 1.0 / x_velocity, 'effort': np.sum(action * action)}\n"
+NEUTRALISED = [("division-by-zero-data-dependent", DIV)]
 
 
-@pytest.mark.parametrize("source", [c[1] for c in NEUTRALISED], ids=[c[0] for c in NEUTRALISED])
-def test_rare_non_finite_is_neutralised_at_run_time(source, task, states):
-    result = check_program(source, TASK, run_probe=False)
-    assert result.ok, result.error
-    program = result.program
+def test_rare_division_by_zero_is_neutralised_at_run_time(task, states):
+    program = check_program(DIV, TASK, run_probe=False).program
     s = states[:8].copy()
     s[::2, task.slices()["x_velocity"]] = 0.0  # half the rows hit the singularity
     total, comps = program.batch(s)
     assert np.all(np.isfinite(total)) and np.all(np.isfinite(comps))
-    assert np.all(total[::2] == 0.0)
+    assert np.all(total[::2] == 0.0) and np.all(comps[::2, 0] == 0.0)
     assert program.nonfinite_count == 4
     assert program.error_count == 0
-    assert np.all(np.isfinite(total[1::2])) and np.all(total[1::2] != 0.0)
-
-
-def test_data_dependent_division_passes_the_probe():
-    """The probe only rejects what it sees: sampled states have x_velocity != 0, so this is accepted."""
-    result = check_program(NEUTRALISED[0][1], TASK, timeout_s=10)
-    assert result.ok, result.error
-    assert result.probe.ok and result.probe.n_states == 64
+    np.testing.assert_allclose(total[1::2], 1.0 / s[1::2, task.slices()["x_velocity"]][:, 0])
 
 
 def test_nan_in_the_observation_is_neutralised(task, states):
-    program = check_program(H + "    return x_velocity - 0.001 * np.sum(action * action), "
-                            "{'forward': x_velocity, 'ctrl': np.sum(action * action)}\n",
-                            TASK, run_probe=False).program
+    program = check_program(DIV, TASK, run_probe=False).program
     s = states[:10].copy()
     s[3, task.slices()["x_velocity"]] = np.nan
     s[7, task.slices()["action"].start] = np.inf
     total, comps = program.batch(s)
-    assert total[3] == 0.0 and total[7] == 0.0
-    assert comps[3, 0] == 0.0 and comps[7, 1] == 0.0  # non-finite components also replaced
-    assert np.isfinite(comps[3, 1])  # the finite component of the NaN row is kept
-    assert program.nonfinite_count == 2
+    assert total[3] == 0.0 and comps[3, 0] == 0.0  # NaN total and component replaced by 0 ...
+    a = s[3, task.slices()["action"]]
+    assert comps[3, 1] == np.sum(a * a)  # ... the finite component is kept
+    assert np.isfinite(total[7]) and total[7] != 0.0 and comps[7, 1] == 0.0  # inf component only
+    assert program.nonfinite_count == 1  # counts non-finite totals
     clean = program.batch(np.delete(s, [3, 7], axis=0))[0]
     np.testing.assert_array_equal(np.delete(total, [3, 7]), clean)
-    assert program.nonfinite_count == 2
+    assert program.nonfinite_count == 1
 
 
 def test_run_time_exception_is_neutralised_in_process(task, states):
@@ -270,10 +263,11 @@ def test_run_time_exception_is_neutralised_in_process(task, states):
 
 
 def test_mutating_program_cannot_corrupt_the_callers_states(task, states):
-    """A data-dependent in-place write passes the probe; batch() must still leave the input untouched."""
-    program = check_program(H + "    if x_velocity > 1e9:\n        action[0] = 123.0\n"
-                            "    action[1] = 7.0\n" + R, TASK, run_probe=False).program
+    """A write into an input that slips past the probe (say on a rare branch) must not reach the
+    caller's states: batch() hands the program a per-row scratch copy."""
+    program = check_program(H + "    action[0] = 0.0\n" + R, TASK, run_probe=False).program
     s = states[:8].copy()
+    s[:, task.slices()["action"].start] = 5.0
     before = s.copy()
     program.batch(s)
     np.testing.assert_array_equal(s, before)

@@ -42,6 +42,9 @@ class FitnessLogger(BaseCallback):
         self._comp_sum: np.ndarray | None = None
         self._comp_max: np.ndarray | None = None
         self._comp_min: np.ndarray | None = None
+        self._comp_abs: np.ndarray | None = None
+        self._sat = 0.0
+        self._sat_n = 0
         self._env_reward = 0.0
         self._n = 0
         self._fitness: list[float] = []
@@ -50,9 +53,15 @@ class FitnessLogger(BaseCallback):
         self._success: list[bool] = []
 
     def _on_training_start(self) -> None:
+        import gymnasium as gym
+
         from rewardsmith.wrappers import RewardVecEnv
 
         self._reward_env = find_wrapper(self.training_env, RewardVecEnv)
+        space = self.training_env.action_space
+        self._high = None
+        if isinstance(space, gym.spaces.Box) and np.all(np.isfinite(space.high)):
+            self._high = 0.98 * np.abs(space.high)
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos", ())
@@ -65,13 +74,19 @@ class FitnessLogger(BaseCallback):
                 if info.get("episode_success") is not None:
                     self._success.append(bool(info["episode_success"]))
         self._n += len(infos)
+        actions = self.locals.get("clipped_actions", self.locals.get("actions"))
+        if self._high is not None and actions is not None:
+            self._sat += float(np.mean(np.abs(actions) >= self._high))
+            self._sat_n += 1
         if self._reward_env is not None:
             comps = self._reward_env.last_components
             if self._comp_sum is None:
                 self._comp_sum = comps.sum(axis=0)
+                self._comp_abs = np.abs(comps).sum(axis=0)
                 self._comp_max, self._comp_min = comps.max(axis=0), comps.min(axis=0)
             else:
                 self._comp_sum += comps.sum(axis=0)
+                self._comp_abs += np.abs(comps).sum(axis=0)
                 np.maximum(self._comp_max, comps.max(axis=0), out=self._comp_max)
                 np.minimum(self._comp_min, comps.min(axis=0), out=self._comp_min)
         if self.num_timesteps - self._last_flush >= self.interval:
@@ -86,11 +101,14 @@ class FitnessLogger(BaseCallback):
         self._last_flush = self.num_timesteps
         n = max(self._n, 1)
         point: dict[str, Any] = {"step": int(self.num_timesteps), "env_reward_mean": self._env_reward / n,
-                                 "components": {}, "components_max": {}, "components_min": {}}
+                                 "components": {}, "components_abs": {}, "components_max": {},
+                                 "components_min": {},
+                                 "action_saturation": self._sat / self._sat_n if self._sat_n else None}
         self.logger.record("reward/env_reward", point["env_reward_mean"])
         if self._comp_sum is not None and self.program is not None:
             for j, name in enumerate(self.program.components):
                 point["components"][name] = float(self._comp_sum[j] / n)
+                point["components_abs"][name] = float(self._comp_abs[j] / n)  # type: ignore[index]
                 point["components_max"][name] = float(self._comp_max[j])  # type: ignore[index]
                 point["components_min"][name] = float(self._comp_min[j])  # type: ignore[index]
                 self.logger.record(f"reward/{name}", point["components"][name])

@@ -14,6 +14,7 @@ raises :class:`~rewardsmith.errors.RewardProgramError` instead.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,22 @@ def _read_source(source: str | Path) -> str:
     return str(source)
 
 
+_PROBES: dict[tuple, ProbeReport] = {}
+
+
+def _probe_memoized(text: str, key: str, spec: TaskSpec, states: np.ndarray | None,
+                    probe_kwargs: dict[str, Any]) -> ProbeReport:
+    """Probe once per (program, states, limits) in this process; timeouts are not memoised."""
+    states = sample_states(spec) if states is None else np.ascontiguousarray(states, dtype=np.float64)
+    memo = (key, hashlib.sha256(states.tobytes()).hexdigest(), tuple(sorted(probe_kwargs.items())))
+    if memo in _PROBES:
+        return _PROBES[memo]
+    report = probe(text, spec, states=states, **probe_kwargs)
+    if report.ok or "timed out" not in (report.error or ""):
+        _PROBES[memo] = report
+    return report
+
+
 def check_program(source: str | Path, task: str | TaskSpec, run_probe: bool = True,
                   states: np.ndarray | None = None, **probe_kwargs: Any) -> CheckResult:
     """Run every stage on ``source`` (a program or a ``.py`` path) for ``task``; never raises for a bad program."""
@@ -169,7 +186,7 @@ def check_program(source: str | Path, task: str | TaskSpec, run_probe: bool = Tr
         result.timings["compile"] = time.perf_counter() - t
         if run_probe:
             t = time.perf_counter()
-            report = probe(text, spec, states=states, **probe_kwargs)
+            report = _probe_memoized(text, compiled.key, spec, states, probe_kwargs)
             result.probe = report
             result.timings["probe"] = time.perf_counter() - t
             if not report.ok:

@@ -26,6 +26,16 @@ def register_envs() -> None:
             gym.register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
 
 
+# halfcheetah-backward has no built-in reward; its human baseline is HalfCheetah's own reward
+# mirrored (velocity towards -x minus the same 0.1 * |action|^2 control cost).
+MIRRORED_CHEETAH = (
+    "def compute_reward(x_velocity, action):\n"
+    "    backward = -x_velocity\n"
+    "    ctrl = -0.1 * np.sum(action * action)\n"
+    "    return backward + ctrl, {\"backward\": backward, \"ctrl\": ctrl}\n"
+)
+
+
 def _action(n: int) -> Variable:
     return Variable("action", (n,), "the action applied this step (joint torques, clipped to [-1, 1])", "N m", "action")
 
@@ -41,7 +51,7 @@ def _sparse(condition: str, name: str, params: str) -> str:
 def _locomotion(name: str, env_id: str, description: str, n_joints: int, sign: float,
                 steps: int, builtin: bool = True, builtin_desc: str = "",
                 extra: tuple[Variable, ...] = (), algo_kwargs: dict | None = None,
-                tags: tuple[str, ...] = ()) -> TaskSpec:
+                tags: tuple[str, ...] = (), human: str | None = None) -> TaskSpec:
     direction = "forward" if sign > 0 else "backward"
     sparse_cond = "x_velocity > 1.0" if sign > 0 else "x_velocity < -1.0"
     return TaskSpec(
@@ -64,6 +74,7 @@ def _locomotion(name: str, env_id: str, description: str, n_joints: int, sign: f
                         else "-data.qpos[0]", reduce="delta", unit="m"),
         has_builtin_reward=builtin,
         builtin_reward_description=builtin_desc,
+        human_reward=human,
         sparse_reward=_sparse(sparse_cond, "fast", "x_velocity"),
         default_steps=steps,
         algo_kwargs=algo_kwargs or {},
@@ -149,7 +160,7 @@ BUILTIN_TASKS: list[TaskSpec] = [
     _locomotion("halfcheetah-backward", "HalfCheetah-v5",
                 "Make a planar cheetah (torso, two legs of three joints each) run BACKWARD (towards "
                 "negative x) as fast as possible. Episodes last 1000 steps and never end early.",
-                6, -1.0, 300_000, builtin=False),
+                6, -1.0, 300_000, builtin=False, human=MIRRORED_CHEETAH),
     TaskSpec(
         name="swimmer-forward",
         env_id="Swimmer-v5",

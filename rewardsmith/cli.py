@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -51,7 +51,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.",
                                         envvar="REWARDSMITH_DEBUG")] = False,
@@ -153,15 +153,15 @@ def check(
 @app.command()
 def train(
     task: Annotated[str, typer.Option("--task", "-t", help="Task to train on.")],
-    reward: Annotated[Optional[Path], typer.Option("--reward", "-r", help="Reward program file.")] = None,
+    reward: Annotated[Path | None, typer.Option("--reward", "-r", help="Reward program file.")] = None,
     builtin: Annotated[bool, typer.Option("--builtin", help="Use the env's own (human-designed) reward.")] = False,
     sparse: Annotated[bool, typer.Option("--sparse", help="Use the task's sparse baseline reward.")] = False,
-    steps: Annotated[Optional[int], typer.Option(help="Environment steps (default: the task's budget).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Environment steps (default: the task's budget).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    algo: Annotated[Optional[str], typer.Option(help="ppo or sac (default: the task's).")] = None,
+    algo: Annotated[str | None, typer.Option(help="ppo or sac (default: the task's).")] = None,
     n_envs: Annotated[int, typer.Option("--n-envs", help="Parallel environments.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    out: Annotated[Optional[Path], typer.Option(help="Output directory.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train an SB3 agent with a reward and report the task's true fitness."""
@@ -188,6 +188,91 @@ def train(
     if result.nonfinite:
         typer.echo(f"warning: {result.nonfinite} non-finite or failing reward values were replaced by 0", err=True)
     typer.echo(f"saved to {result.out_dir}")
+
+
+@app.command()
+def synthesize(
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Task to design a reward for.")] = None,
+    coder: Annotated[str | None, typer.Option(
+        help="offline, openai or replay (default: openai when OPENAI_BASE_URL/OPENAI_API_KEY is set, else offline).")
+    ] = None,
+    iterations: Annotated[int, typer.Option(help="Rounds of the loop.")] = 3,
+    samples: Annotated[int, typer.Option(help="Programs per round.")] = 4,
+    steps: Annotated[int | None, typer.Option(help="Training steps per candidate (default: the task's).")] = None,
+    seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Parallel trainings (default: CPU cores).")] = None,
+    final_seeds: Annotated[int, typer.Option("--final-seeds", help="Fresh seeds to re-train the best on.")] = 3,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the human and sparse baselines.")] = False,
+    n_envs: Annotated[int, typer.Option("--n-envs", help="Environments per training.")] = 8,
+    algo: Annotated[str | None, typer.Option(help="ppo or sac (default: the task's).")] = None,
+    feedback: Annotated[str | None, typer.Option(help="Human feedback added to every round.")] = None,
+    interactive: Annotated[bool, typer.Option(help="Pause after each round for typed feedback.")] = False,
+    model: Annotated[str | None, typer.Option(help="LLM model name (openai coder).", envvar="REWARDSMITH_MODEL")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Token budget for the run.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the LLM response cache.")] = False,
+    prompts: Annotated[Path | None, typer.Option(help="Folder of .j2 templates overriding the shipped ones.")] = None,
+    replay: Annotated[Path | None, typer.Option(help="Run directory to replay (with --coder replay).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<task>-<timestamp>).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Design a reward for a task: coder writes programs, agents train, reflection improves them."""
+    from rewardsmith.coders import default_coder_kind
+    from rewardsmith.errors import RewardsmithError
+    from rewardsmith.loop import SynthesisConfig, synthesize as run_synthesize
+
+    if resume is None and task is None:
+        _fail(RewardsmithError("give --task TASK (or --resume DIR)"))
+    kind = coder or ("replay" if replay else default_coder_kind())
+    if coder is None and resume is None and not as_json:
+        typer.echo(f"coder: {kind}" + (" (no OPENAI_BASE_URL / OPENAI_API_KEY set: using the built-in offline "
+                                       "coder)" if kind == "offline" else ""), err=True)
+    config = None
+    if resume is None:
+        config = SynthesisConfig(
+            task=task or "", coder=kind, iterations=iterations, samples=samples, steps=steps, seed=seed,
+            final_seeds=final_seeds, baselines=not no_baselines, n_envs=n_envs, algo=algo, feedback=feedback,
+            model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens, no_cache=no_cache,
+            prompts_dir=str(prompts) if prompts else None, replay_dir=str(replay) if replay else None,
+            **({"workers": workers} if workers else {}))
+
+    def log(line: str) -> None:
+        typer.echo(line, err=as_json)
+
+    ask = _ask_feedback if interactive else None
+    summary = _guard(run_synthesize, config, out=out, resume=resume, log=log, ask_feedback=ask)
+    if as_json:
+        _echo_json({k: v for k, v in summary.items() if k != "candidates"})
+        return
+    best = summary["best"]
+    base = summary["baselines"]
+    typer.echo(f"best reward: {best['source']}  fitness {best['fitness_mean']:.4g} ± {best['fitness_std']:.3g} "
+               f"(IQM {best['fitness_iqm']:.4g}, 95% CI [{best['ci95'][0]:.4g}, {best['ci95'][1]:.4g}])")
+    for name in ("human", "sparse"):
+        if base.get(name):
+            typer.echo(f"{name:>6s} baseline: {base[name]['mean']:.4g} ± {base[name]['std']:.3g}")
+    if summary.get("hns") is not None:
+        typer.echo(f"human-normalised score: {summary['hns']:.3f}")
+    typer.echo(f"tokens: {summary['tokens']['prompt']} prompt + {summary['tokens']['completion']} completion "
+               f"in {summary['requests']} requests; {summary['wall_s']:.0f} s")
+
+
+def _ask_feedback(round_idx: int, candidates: list[dict[str, Any]]) -> str | None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"round {round_idx + 1}")
+    for col in ("candidate", "fitness", "components / error", "rollouts"):
+        table.add_column(col)
+    for c in candidates:
+        fit = "-" if c.get("fitness_mean") is None else f"{c['fitness_mean']:.4g}"
+        table.add_row(str(c["index"]), fit, c.get("error") or ", ".join(c.get("components", [])),
+                      str(c.get("gif", "")))
+    Console(stderr=True).print(table)
+    text = typer.prompt("feedback for the next round (empty to continue)", default="", show_default=False)
+    return text.strip() or None
 
 
 def main() -> None:

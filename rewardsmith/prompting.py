@@ -8,6 +8,7 @@ missing context variable is an error, never an empty string.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import jinja2
@@ -15,10 +16,13 @@ import jinja2
 from rewardsmith.errors import RewardsmithError
 
 
-@functools.lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(  # noqa: S701 (plain-text prompts, not HTML)
-        loader=jinja2.PackageLoader("rewardsmith.prompts", "."),
+@functools.lru_cache(maxsize=8)
+def _environment(prompts_dir: str | None = None) -> jinja2.Environment:
+    loader: jinja2.BaseLoader = jinja2.PackageLoader("rewardsmith.prompts", ".")
+    if prompts_dir:  # the user's templates win, by name; the shipped ones fill the rest
+        loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(prompts_dir), loader])
+    return jinja2.Environment(  # plain-text prompts: no HTML autoescape
+        loader=loader,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
@@ -29,11 +33,12 @@ def template_names() -> list[str]:
     return sorted(n[:-3] for n in _environment().list_templates(extensions=["j2"]))
 
 
-def render_prompt(name: str, **context: Any) -> str:
+def render_prompt(name: str, prompts_dir: str | None = None, **context: Any) -> str:
     """Render the template ``prompts/<name>.j2`` with ``context``.
 
     Args:
         name: template name, e.g. ``"system"`` or ``"task"`` (a ``.j2`` suffix is optional).
+        prompts_dir: a folder whose ``<name>.j2`` files override the shipped templates.
         **context: the template's variables, e.g. ``task=get_task("hopper-forward")``.
 
     Raises:
@@ -41,7 +46,9 @@ def render_prompt(name: str, **context: Any) -> str:
     """
     file = name if name.endswith(".j2") else f"{name}.j2"
     try:
-        return _environment().get_template(file).render(**context)
+        if prompts_dir is not None and not os.path.isdir(prompts_dir):
+            raise RewardsmithError(f"--prompts: no such folder {prompts_dir}")
+        return _environment(str(prompts_dir) if prompts_dir else None).get_template(file).render(**context)
     except jinja2.TemplateNotFound:
         raise RewardsmithError(f"no prompt template {name!r}; known: {', '.join(template_names())}") from None
     except jinja2.UndefinedError as exc:

@@ -107,6 +107,7 @@ class TaskSpec:
     has_builtin_reward: bool = True
     builtin_reward_description: str = ""
     sparse_reward: str | None = None
+    human_reward: str | None = None
     default_steps: int = 200_000
     default_algo: str = "ppo"
     algo_kwargs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -185,6 +186,7 @@ class TaskSpec:
             "fitness": {**asdict(self.fitness)},
             "builtin_reward": self.builtin_reward_description if self.has_builtin_reward else None,
             "sparse_reward": self.sparse_reward,
+            "human_reward": self.human_reward,
             "default_steps": self.default_steps,
             "default_algo": self.default_algo,
             "eval_episodes": self.eval_episodes,

@@ -1,0 +1,1 @@
+"""rewardsmith's own gymnasium MuJoCo envs (installed as ``rewardsmith.envs``; registered by string entry point)."""

@@ -1,0 +1,1 @@
+"""jinja2 templates of the LLM prompts (installed as ``rewardsmith.prompts``; see :mod:`rewardsmith.prompting`)."""

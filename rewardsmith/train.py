@@ -115,12 +115,12 @@ def make_vec_env(task: TaskSpec, program: Any, n_envs: int, seed: int, normalize
 
 
 def _build_model(algo: str, task: TaskSpec, venv: Any, seed: int, device: str, n_envs: int,
-                 tb_dir: str | None, algo_kwargs: dict[str, Any] | None):
+                 tb_dir: str | None, algo_kwargs: dict[str, Any] | None, steps: int):
     from stable_baselines3 import PPO, SAC
 
     kwargs: dict[str, Any] = dict(task.algo_kwargs.get(algo, {}))
     if algo == "ppo":
-        n_steps = max(2048 // n_envs, 16)
+        n_steps = max(min(2048, steps) // n_envs, 16)  # a rollout never exceeds the budget
         kwargs = {"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs), **kwargs}
     kwargs.update(algo_kwargs or {})
     cls = PPO if algo == "ppo" else SAC
@@ -178,7 +178,7 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
     gamma = float({**spec.algo_kwargs.get(algo, {}), **(algo_kwargs or {})}.get("gamma", 0.99))
     venv = make_vec_env(spec, program, n_envs, seed, gamma=gamma)
     tb_dir = str(out_dir / "tensorboard") if (tensorboard and out_dir) else None
-    model = _build_model(algo, spec, venv, seed, device, n_envs, tb_dir, algo_kwargs)
+    model = _build_model(algo, spec, venv, seed, device, n_envs, tb_dir, algo_kwargs, steps)
     logger = FitnessLogger(spec, program)
     model.learn(total_timesteps=steps, callback=CallbackList([logger]), progress_bar=progress,
                 tb_log_name=f"{algo}-{label[:12]}")

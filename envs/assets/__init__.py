@@ -1,0 +1,1 @@
+"""MuJoCo XML models of rewardsmith's envs (package data)."""

@@ -96,6 +96,7 @@ class FitnessLogger(BaseCallback):
     def _on_training_end(self) -> None:
         if self._n:
             self._flush()
+            self.logger.dump(self.num_timesteps)
 
     def _flush(self) -> None:
         self._last_flush = self.num_timesteps

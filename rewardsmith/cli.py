@@ -205,6 +205,7 @@ def synthesize(
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the human and sparse baselines.")] = False,
     n_envs: Annotated[int, typer.Option("--n-envs", help="Environments per training.")] = 8,
     algo: Annotated[str | None, typer.Option(help="ppo or sac (default: the task's).")] = None,
+    repair_rounds: Annotated[int, typer.Option("--repair-rounds", help="Repair requests per rejected program.")] = 1,
     feedback: Annotated[str | None, typer.Option(help="Human feedback added to every round.")] = None,
     interactive: Annotated[bool, typer.Option(help="Pause after each round for typed feedback.")] = False,
     model: Annotated[str | None, typer.Option(help="LLM model name (openai coder).", envvar="REWARDSMITH_MODEL")] = None,
@@ -233,7 +234,7 @@ def synthesize(
     if resume is None:
         config = SynthesisConfig(
             task=task or "", coder=kind, iterations=iterations, samples=samples, steps=steps, seed=seed,
-            final_seeds=final_seeds, baselines=not no_baselines, n_envs=n_envs, algo=algo, feedback=feedback,
+            final_seeds=final_seeds, baselines=not no_baselines, repair_rounds=repair_rounds, n_envs=n_envs, algo=algo, feedback=feedback,
             model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens, no_cache=no_cache,
             prompts_dir=str(prompts) if prompts else None, replay_dir=str(replay) if replay else None,
             **({"workers": workers} if workers else {}))

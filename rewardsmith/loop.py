@@ -56,6 +56,7 @@ class SynthesisConfig:
     no_cache: bool = False
     prompts_dir: str | None = None
     replay_dir: str | None = None
+    gif_frames: int = 40
 
 
 class RunDir:
@@ -224,6 +225,20 @@ class Synthesizer:
                        fitness=[c.get("fitness_mean") for c in cands])
         return cands
 
+    def _gifs(self, round_idx: int, cands: list[dict[str, Any]]) -> None:
+        """Render a rollout GIF of each trained candidate (for --interactive)."""
+        from rewardsmith.train import rollout_gif
+
+        for c in cands:
+            if c.get("fitness_mean") is None:
+                continue
+            cdir = self.run.path / f"rounds/r{round_idx:02d}/c{c['index']:02d}"
+            try:
+                c["gif"] = str(rollout_gif(cdir, self.task, cdir / "rollout.gif",
+                                             frames=self.config.gif_frames))
+            except Exception as exc:  # rendering is a convenience: never fail the run for it
+                c["gif"] = f"(no GIF: {type(exc).__name__}: {exc})"
+
     def _job(self, reward: Any, seed: int, out: str) -> dict[str, Any]:
         return {"task": self.task, "reward": reward, "steps": self.steps, "seed": seed, "algo": self.config.algo,
                 "n_envs": self.config.n_envs, "out": out, "eval_episodes": self.config.eval_episodes}
@@ -250,6 +265,7 @@ class Synthesizer:
             last = self.run_round(r, last)
             self.history.extend(last)
             if self.ask_feedback is not None:
+                self._gifs(r, last)
                 text = self.ask_feedback(r, last)
                 if text:
                     self.feedback.append(text)

@@ -179,7 +179,7 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
     venv = make_vec_env(spec, program, n_envs, seed, gamma=gamma)
     tb_dir = str(out_dir / "tensorboard") if (tensorboard and out_dir) else None
     model = _build_model(algo, spec, venv, seed, device, n_envs, tb_dir, algo_kwargs, steps)
-    logger = FitnessLogger(spec, program)
+    logger = FitnessLogger(spec, program, interval=max(256, steps // 20))
     model.learn(total_timesteps=steps, callback=CallbackList([logger]), progress_bar=progress,
                 tb_log_name=f"{algo}-{label[:12]}")
     venv.training = False
@@ -235,3 +235,41 @@ def evaluate(model: Any, task: TaskSpec, train_venv: Any, episodes: int, seed: i
                 found.append(float(infos[i]["episode_fitness"]))
     venv.close()
     return found
+
+
+def rollout_gif(run_dir: str | Path, task: str | TaskSpec, path: str | Path, frames: int = 60, every: int = 2,
+                size: int = 160, seed: int = 0) -> Path:
+    """Render the deterministic policy saved in ``run_dir`` (by :func:`train`) to an animated GIF.
+
+    Uses MuJoCo's offscreen renderer (``MUJOCO_GL=egl`` works headless); ``frames`` frames, one
+    every ``every`` steps, ``size`` pixels square.
+    """
+    import os
+
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import imageio.v2 as imageio
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    spec = get_task(task)
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "result.json").read_text())
+    cls = PPO if info.get("algo", "ppo") == "ppo" else SAC
+    model = cls.load(run_dir / "model.zip", device="cpu")
+    env = spec.make_env(render_mode="rgb_array", width=size, height=size)
+    venv: Any = DummyVecEnv([lambda: env])
+    if (run_dir / "vecnormalize.pkl").is_file():
+        venv = VecNormalize.load(str(run_dir / "vecnormalize.pkl"), venv)
+        venv.training, venv.norm_reward = False, False
+    venv.seed(seed)
+    obs = venv.reset()
+    images = []
+    for step in range(frames * every):
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, _, _ = venv.step(action)
+        if step % every == 0:
+            images.append(env.render())
+    venv.close()
+    path = Path(path)
+    imageio.mimsave(path, images, duration=every * 1000 * spec.make_env().unwrapped.dt, loop=0)
+    return path

@@ -139,3 +139,22 @@ def test_killed_run_resumes_without_redoing_work(tmp_path: Path) -> None:
         synthesize(SynthesisConfig(**TINY), out=out)
     with pytest.raises(RewardsmithError, match="not a rewardsmith run"):
         synthesize(resume=tmp_path)
+
+
+def test_interactive_feedback_reaches_the_next_round(tmp_path: Path) -> None:
+    seen: list[list[dict]] = []
+
+    def ask(round_idx: int, cands: list[dict]) -> str | None:
+        seen.append(cands)
+        return "more pole angle upright please" if round_idx == 0 else None
+
+    out = tmp_path / "run"
+    synthesize(SynthesisConfig(**TINY, iterations=2, samples=1, final_seeds=1, baselines=False, gif_frames=3,
+                               feedback="keep the cart centred"), out=out, log=lambda _: None, ask_feedback=ask)
+    assert len(seen) == 2
+    gif = Path(seen[0][0]["gif"])
+    assert gif.is_file() and gif.read_bytes()[:3] == b"GIF"
+    second = json.loads((out / "rounds" / "r01" / "prompt.json").read_text())[1]["content"]
+    assert "keep the cart centred" in second and "more pole angle upright please" in second
+    first = json.loads((out / "rounds" / "r00" / "prompt.json").read_text())[1]["content"]
+    assert "keep the cart centred" in first and "more pole angle" not in first

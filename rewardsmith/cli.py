@@ -203,6 +203,8 @@ def synthesize(
     workers: Annotated[int | None, typer.Option(help="Parallel trainings (default: CPU cores).")] = None,
     final_seeds: Annotated[int, typer.Option("--final-seeds", help="Fresh seeds to re-train the best on.")] = 3,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the human and sparse baselines.")] = False,
+    no_early_stop: Annotated[bool, typer.Option("--no-early-stop",
+                                                help="Run every round even when the task is solved.")] = False,
     n_envs: Annotated[int, typer.Option("--n-envs", help="Environments per training.")] = 8,
     algo: Annotated[str | None, typer.Option(help="ppo or sac (default: the task's).")] = None,
     repair_rounds: Annotated[int, typer.Option("--repair-rounds", help="Repair requests per rejected program.")] = 1,
@@ -234,7 +236,7 @@ def synthesize(
     if resume is None:
         config = SynthesisConfig(
             task=task or "", coder=kind, iterations=iterations, samples=samples, steps=steps, seed=seed,
-            final_seeds=final_seeds, baselines=not no_baselines, repair_rounds=repair_rounds, n_envs=n_envs, algo=algo, feedback=feedback,
+            final_seeds=final_seeds, baselines=not no_baselines, repair_rounds=repair_rounds, stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, feedback=feedback,
             model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens, no_cache=no_cache,
             prompts_dir=str(prompts) if prompts else None, replay_dir=str(replay) if replay else None,
             **({"workers": workers} if workers else {}))

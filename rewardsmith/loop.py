@@ -57,6 +57,7 @@ class SynthesisConfig:
     prompts_dir: str | None = None
     replay_dir: str | None = None
     gif_frames: int = 40
+    stop_when_solved: bool = True
 
 
 class RunDir:
@@ -225,6 +226,16 @@ class Synthesizer:
                        fitness=[c.get("fitness_mean") for c in cands])
         return cands
 
+    def _solved(self) -> bool:
+        """Whether no better program can exist: the fitness counts steps and every evaluation
+        episode of the best candidate lasted the env's whole time limit."""
+        from rewardsmith.reflection import max_episode_steps
+
+        best = self.best()
+        limit = max_episode_steps(self.task)
+        return (best is not None and self.task.fitness.reduce == "length" and limit is not None
+                and best["fitness_mean"] >= limit and best.get("fitness_std", 1.0) == 0.0)
+
     def _gifs(self, round_idx: int, cands: list[dict[str, Any]]) -> None:
         """Render a rollout GIF of each trained candidate (for --interactive)."""
         from rewardsmith.train import rollout_gif
@@ -264,6 +275,10 @@ class Synthesizer:
                      f"{self.config.samples} programs")
             last = self.run_round(r, last)
             self.history.extend(last)
+            if self.config.stop_when_solved and r + 1 < self.config.iterations and self._solved():
+                self.log(f"round {r + 1}: the best program reaches the maximum possible fitness; stopping early")
+                self.run.event("early_stop", round=r)
+                break
             if self.ask_feedback is not None:
                 self._gifs(r, last)
                 text = self.ask_feedback(r, last)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -80,19 +81,20 @@ class StateReader:
         self._model = getattr(base, "model", None)
         namespace: dict[str, Any] = {"np": np, "math": math, "data": self._data, "model": self._model}
         hoist = _Hoist(namespace)
-        lines = ["def read(obs, info, action, out):"]
+        body: list[tuple[int, int, str]] = []  # (out start, out stop, expression)
         for var, sl in zip(task.variables, task.slices().values()):
             try:
                 tree = hoist.visit(ast.parse(var.source or var.name, mode="eval"))
             except TaskSpecError as exc:
                 raise TaskSpecError(f"task {task.name!r}, variable {var.name!r} on env {task.env_id!r}: {exc}") from None
             expr = ast.unparse(tree.body)
-            if var.shape == ():
-                lines.append(f"    out[{sl.start}] = {expr}")
-            elif self._is_flat(expr, tree, {**namespace, **hoist.hoisted}, var.size):
-                lines.append(f"    out[{sl.start}:{sl.stop}] = {expr}")
-            else:
-                lines.append(f"    out[{sl.start}:{sl.stop}] = np.ravel({expr})")
+            if var.shape != () and not self._is_flat(expr, tree, {**namespace, **hoist.hoisted}, var.size):
+                expr = f"np.ravel({expr})"
+            body.append((sl.start, sl.stop, expr))
+        lines = ["def read(obs, info, action, out):"]
+        for start, stop, expr in _merge_runs(body):
+            lines.append(f"    out[{start}] = {expr}" if stop == start + 1 and "[" in expr and ":" not in expr
+                         else f"    out[{start}:{stop}] = {expr}")
         lines.append("    return out")
         namespace.update(hoist.hoisted)
         self.source = "\n".join(lines)
@@ -120,6 +122,36 @@ class StateReader:
             return self._read(obs, info, action, out)
         except Exception as exc:
             raise TaskSpecError(f"task {self.task.name!r}: reading reward-state variables failed: {exc!r}") from exc
+
+
+_INDEXED = re.compile(r"^(h\d+)\[(\d+)(?::(\d+))?\]$")
+
+
+def _merge_runs(body: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """Merge reads of consecutive elements of one hoisted array into one slice copy.
+
+    ``out[0] = h0[0]; out[1] = h0[1]`` becomes ``out[0:2] = h0[0:2]``: fewer numpy calls per step.
+    """
+    merged: list[tuple[int, int, str, str | None, int, int]] = []
+    for start, stop, expr in body:
+        m = _INDEXED.match(expr)
+        if m:
+            lo = int(m.group(2))
+            hi = int(m.group(3)) if m.group(3) else lo + 1
+            if hi - lo == stop - start and merged:
+                p_start, p_stop, _, p_arr, p_lo, p_hi = merged[-1]
+                if p_arr == m.group(1) and p_stop == start and p_hi == lo:
+                    merged[-1] = (p_start, stop, "", p_arr, p_lo, hi)
+                    continue
+            merged.append((start, stop, expr, m.group(1), lo, hi))
+        else:
+            merged.append((start, stop, expr, None, 0, 0))
+    out = []
+    for start, stop, expr, arr, lo, hi in merged:
+        if arr is not None and not (stop == start + 1 and expr):
+            expr = f"{arr}[{lo}:{hi}]"
+        out.append((start, stop, expr))
+    return out
 
 
 def make_fitness_reader(task: TaskSpec, env: Any):

@@ -158,3 +158,19 @@ def test_interactive_feedback_reaches_the_next_round(tmp_path: Path) -> None:
     assert "keep the cart centred" in second and "more pole angle upright please" in second
     first = json.loads((out / "rounds" / "r00" / "prompt.json").read_text())[1]["content"]
     assert "keep the cart centred" in first and "more pole angle" not in first
+
+
+def test_early_stop_only_when_nothing_is_left_to_gain(tmp_path: Path) -> None:
+    from rewardsmith.coders.offline import OfflineCoder
+    from rewardsmith.loop import RunDir, Synthesizer
+
+    loop = Synthesizer(SynthesisConfig(**TINY), RunDir(tmp_path), coder=OfflineCoder(), log=lambda _: None)
+    assert not loop._solved()
+    loop.history = [{"fitness_mean": 1000.0, "fitness_std": 0.0, "round": 0, "index": 0}]
+    assert loop._solved()  # every evaluation episode lasted the whole 1000-step limit
+    loop.history[0]["fitness_std"] = 5.0
+    assert not loop._solved()
+    hopper = Synthesizer(SynthesisConfig(**{**TINY, "task": "hopper-forward"}), RunDir(tmp_path / "h"),
+                         coder=OfflineCoder(), log=lambda _: None)
+    hopper.history = [{"fitness_mean": 1000.0, "fitness_std": 0.0, "round": 0, "index": 0}]
+    assert not hopper._solved()  # distance has no ceiling

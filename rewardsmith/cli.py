@@ -224,7 +224,8 @@ def synthesize(
     """Design a reward for a task: coder writes programs, agents train, reflection improves them."""
     from rewardsmith.coders import default_coder_kind
     from rewardsmith.errors import RewardsmithError
-    from rewardsmith.loop import SynthesisConfig, synthesize as run_synthesize
+    from rewardsmith.loop import SynthesisConfig
+    from rewardsmith.loop import synthesize as run_synthesize
 
     if resume is None and task is None:
         _fail(RewardsmithError("give --task TASK (or --resume DIR)"))

@@ -18,11 +18,12 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rewardsmith import __version__
 from rewardsmith.coders.base import Coder, CoderContext, CoderError

@@ -139,7 +139,7 @@ class RewardVecEnv(VecEnvWrapper):
         return self.venv.reset()
 
     def step_wait(self) -> Any:
-        obs, rewards, dones, infos = self.venv.step_wait()
+        obs, _env_rewards, dones, infos = self.venv.step_wait()
         states = self._states
         if self._direct is not None:
             for i, wrapper in enumerate(self._direct):

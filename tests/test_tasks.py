@@ -41,7 +41,7 @@ def test_reader_matches_mujoco_state(name: str) -> None:
     data = env.unwrapped.data
     ns = {"data": data, "model": env.unwrapped.model, "obs": obs, "info": info, "action": action, "np": np}
     for var in task.variables:
-        expected = np.asarray(eval(var.source, ns), dtype=float).reshape(var.shape)  # noqa: S307
+        expected = np.asarray(eval(var.source, ns), dtype=float).reshape(var.shape)
         np.testing.assert_allclose(parts[var.name][0], expected, err_msg=var.name)
     # reading again after another step changes the values: views are live, not frozen copies
     env.step(env.action_space.sample())

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardsmith.coders.base import Completion, CoderContext, CoderError, Usage
+from rewardsmith.coders.base import CoderContext, CoderError, Completion, Usage
 
 CONFIG_TAG = "# rewardsmith-offline-terms: "
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from rewardsmith.errors import RewardProgramError
 from rewardsmith.tasks import TaskSpec
 
 DEFAULT_TIMEOUT_S = 30.0

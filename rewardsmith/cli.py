@@ -246,7 +246,8 @@ def synthesize(
         typer.echo(line, err=as_json)
 
     ask = _ask_feedback if interactive else None
-    summary = _guard(run_synthesize, config, out=out, resume=resume, log=log, ask_feedback=ask)
+    summary = _guard(run_synthesize, config, out=out, resume=resume, log=log, ask_feedback=ask,
+                     progress=not as_json and sys.stderr.isatty())
     if as_json:
         _echo_json({k: v for k, v in summary.items() if k != "candidates"})
         return

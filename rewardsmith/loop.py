@@ -14,12 +14,13 @@ retraining finished candidates or resending cached requests (see :class:`RunDir`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -109,12 +110,13 @@ class Synthesizer:
     """Runs the loop. Use :func:`synthesize` unless you need the pieces."""
 
     def __init__(self, config: SynthesisConfig, run: RunDir, coder: Coder | None = None,
-                 log: Callable[[str], None] = print,
+                 log: Callable[[str], None] = print, progress: bool = False,
                  ask_feedback: Callable[[int, list[dict[str, Any]]], str | None] | None = None) -> None:
         self.config = config
         self.task: TaskSpec = get_task(config.task)
         self.run = run
         self.log = log
+        self.progress = progress
         self.ask_feedback = ask_feedback
         self.coder = coder or make_loop_coder(config, run)
         self.steps = int(config.steps or self.task.default_steps)
@@ -212,7 +214,7 @@ class Synthesizer:
         for c in cands:
             if c.get("error"):
                 self.log(f"  r{round_idx} c{c['index']}: rejected: {c['error']}")
-        results = self._execute([j for _, j in jobs])
+        results = self._execute([j for _, j in jobs], label=f"round {round_idx + 1}: training")
         for (c, _), res in zip(jobs, results):
             if "error" in res:
                 c["error"] = f"training failed: {res['error']}"
@@ -255,16 +257,68 @@ class Synthesizer:
         return {"task": self.task, "reward": reward, "steps": self.steps, "seed": seed, "algo": self.config.algo,
                 "n_envs": self.config.n_envs, "out": out, "eval_episodes": self.config.eval_episodes}
 
-    def _execute(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _execute(self, jobs: list[dict[str, Any]], label: str = "training") -> list[dict[str, Any]]:
+        """Run training jobs on ``workers`` processes, with a progress bar when one is wanted."""
         if not jobs:
             return []
         workers = min(self.config.workers, len(jobs))
-        if workers <= 1:
-            return [_train_job(j) for j in jobs]
-        import multiprocessing
+        results: list[dict[str, Any] | None] = [None] * len(jobs)
+        with self._progress(label, len(jobs)) as advance:
+            if workers <= 1:
+                for i, job in enumerate(jobs):
+                    results[i] = _train_job(job)
+                    advance(results[i])
+            else:
+                import multiprocessing
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return list(pool.map(_train_job, jobs))
+                ctx = multiprocessing.get_context("spawn")
+                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                    futures = {pool.submit(_train_job, job): i for i, job in enumerate(jobs)}
+                    for fut in as_completed(futures):
+                        results[futures[fut]] = fut.result()
+                        advance(results[futures[fut]])
+        return [r or {"error": "no result"} for r in results]
+
+    @contextlib.contextmanager
+    def _progress(self, label: str, total: int) -> Iterator[Callable[[dict[str, Any]], None]]:
+        if not self.progress:
+            yield lambda _result: None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        best: list[float] = []
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[best]}"), transient=True) as bar:
+            task_id = bar.add_task(f"{label} ({min(self.config.workers, total)} workers)", total=total, best="")
+
+            def advance(result: dict[str, Any]) -> None:
+                if result.get("fitness_mean") is not None:
+                    best.append(result["fitness_mean"])
+                bar.update(task_id, advance=1, best=f"best fitness {max(best):.4g}" if best else "")
+
+            yield advance
+
+    def round_table(self, round_idx: int, cands: list[dict[str, Any]]) -> Any:
+        """A rich table of one round: candidate, status, fitness, components or error."""
+        from rich.table import Table
+
+        table = Table(title=f"round {round_idx + 1}: {self.task.name}")
+        for col in ("#", "status", "fitness", "components / error"):
+            table.add_column(col)
+        best = self.best()
+        for c in cands:
+            trained = c.get("fitness_mean") is not None
+            status = "best so far" if c is best else ("trained" if trained else "rejected")
+            fit = f"{c['fitness_mean']:.4g} ± {c.get('fitness_std') or 0:.2g}" if trained else "-"
+            table.add_row(str(c["index"]), status, fit, ", ".join(c.get("components", [])) if trained
+                          else str(c.get("error", ""))[:90])
+        return table
 
     # -- the whole run ---------------------------------------------------------------------
     def run_all(self) -> dict[str, Any]:
@@ -276,6 +330,10 @@ class Synthesizer:
                      f"{self.config.samples} programs")
             last = self.run_round(r, last)
             self.history.extend(last)
+            if self.progress:
+                from rich.console import Console
+
+                Console(stderr=True).print(self.round_table(r, last))
             if self.config.stop_when_solved and r + 1 < self.config.iterations and self._solved():
                 self.log(f"round {r + 1}: the best program reaches the maximum possible fitness; stopping early")
                 self.run.event("early_stop", round=r)
@@ -315,7 +373,7 @@ class Synthesizer:
                 jobs.append(self._job(reward, s, str(self.run.path / folder / f"seed{s}")))
                 keys.append(name)
         self.log(f"final: re-training the best program and the baselines on seeds {seeds}")
-        results = self._execute(jobs)
+        results = self._execute(jobs, label="final re-training and baselines")
         by: dict[str, list[float]] = {}
         for name, res in zip(keys, results):
             if "error" not in res:
@@ -364,7 +422,7 @@ def make_loop_coder(config: SynthesisConfig, run: RunDir) -> Coder:
 
 
 def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = None, resume: str | Path | None = None,
-               coder: Coder | None = None, log: Callable[[str], None] = print,
+               coder: Coder | None = None, log: Callable[[str], None] = print, progress: bool = False,
                ask_feedback: Callable[[int, list[dict[str, Any]]], str | None] | None = None) -> dict[str, Any]:
     """Run the loop; returns the summary (also in ``<out>/summary.json``).
 
@@ -374,6 +432,7 @@ def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = N
         resume: an earlier run directory to continue.
         coder: a coder object overriding ``config.coder``.
         log: where progress lines go.
+        progress: show rich progress bars and a table per round (on stderr).
         ask_feedback: called after each round with the round's candidates; returns human feedback.
     """
     if resume is not None:
@@ -393,7 +452,7 @@ def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = N
         run.write_json("manifest.json", {"config": asdict(config), "versions": _versions(),
                                          "created": datetime.now().isoformat(timespec="seconds")})
         run.event("start", task=config.task, coder=config.coder)
-    loop = Synthesizer(config, run, coder=coder, log=log, ask_feedback=ask_feedback)
+    loop = Synthesizer(config, run, coder=coder, log=log, progress=progress, ask_feedback=ask_feedback)
     return loop.run_all()
 
 

@@ -48,8 +48,8 @@ def test_version(runner):
     assert result.stdout.strip() == f"rewardsmith {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["tasks"], ["tasks", "show"], ["check"], ["train"]],
-                         ids=["main", "tasks", "tasks-show", "check", "train"])
+@pytest.mark.parametrize("command", [[], ["tasks"], ["tasks", "show"], ["check"], ["train"], ["synthesize"]],
+                         ids=["main", "tasks", "tasks-show", "check", "train", "synthesize"])
 def test_help(runner, command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -158,3 +158,31 @@ def test_train_tiny_run(runner, tmp_path):
         assert key in data
     assert data["steps"] >= 256 and data["fitness_mean"] > 0
     assert (out / "model.zip").is_file() and (out / "result.json").is_file()
+
+
+def test_synthesize_needs_a_task(runner):
+    result = runner.invoke(app, ["synthesize"])
+    assert result.exit_code == 1
+    assert "--task" in _one_error_line(result)
+
+
+def test_synthesize_unknown_coder(runner, tmp_path):
+    result = runner.invoke(app, ["synthesize", "--task", "inverted-pendulum", "--coder", "ofline",
+                                 "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "offline" in _one_error_line(result)
+
+
+def test_synthesize_tiny_offline_run(runner, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["synthesize", "--task", "inverted-pendulum", "--iterations", "1", "--samples", "1",
+                                 "--steps", "256", "--final-seeds", "1", "--n-envs", "2", "--workers", "1",
+                                 "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("task", "best", "baselines", "hns", "tokens", "requests"):
+        assert key in data
+    assert data["coder"] == "offline" and data["best"]["source"] == str(out / "best_reward.py")
+    assert (out / "summary.json").is_file()

@@ -110,7 +110,7 @@ def test_replay_coder_reruns_offline(tmp_path: Path, stub: StubServer) -> None:
     n = len(stub.requests)
     replay = SynthesisConfig(**TINY, coder="replay", replay_dir=str(tmp_path / "a"), iterations=1, samples=1,
                              final_seeds=1, baselines=False)
-    summary = synthesize(replay, out=tmp_path / "b", log=lambda _: None)
+    summary = synthesize(replay, out=tmp_path / "b", log=lambda _: None, progress=True)
     assert len(stub.requests) == n and summary["best"]["components"] == ["upright", "centre"]
 
 

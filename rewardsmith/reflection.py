@@ -88,24 +88,34 @@ def reflect(task: Any, result: Any, components: list[str] | None = None) -> dict
 
 
 def failure_modes(stats: dict[str, Any], task: Any) -> list[str]:
-    """Likely failure modes, each in one sentence of plain words."""
+    """Likely failure modes, each in one sentence of plain words.
+
+    A term dominates when it holds over 80% of |total| without tracking fitness; a bonus (positive
+    mean) anti-correlates when it rises as fitness falls (a cost that grows with progress is the
+    expected trade-off, not a failure).
+    """
     modes: list[str] = []
     comps = stats["components"]
     if len(comps) > 1:
         for name, c in comps.items():
-            if c["share"] > 0.8:
+            corr = c["corr_with_fitness"]
+            if c["share"] > 0.8 and (corr is None or corr < 0.5):
                 modes.append(f"'{name}' dominates the reward ({c['share']:.0%} of |total|): the other terms barely "
                              "matter; scale it down or the others up.")
+    ends = stats["terminations"]
     for name, c in comps.items():
         if c["max"] - c["min"] < 1e-9:
-            modes.append(f"'{name}' is constant ({c['max']:.3g} on every step): it gives no learning signal.")
-        elif c["corr_with_fitness"] is not None and c["corr_with_fitness"] < -0.5:
+            if ends.get("terminated") and c["max"] > 0:
+                modes.append(f"'{name}' is constant ({c['max']:.3g} on every step): it acts only as a survival "
+                             "bonus through episode length; it does not say how to do the task.")
+            else:
+                modes.append(f"'{name}' is constant ({c['max']:.3g} on every step): it gives no learning signal.")
+        elif c["corr_with_fitness"] is not None and c["corr_with_fitness"] < -0.5 and c["mean"] > 0:
             modes.append(f"'{name}' anti-correlates with the task fitness (corr {c['corr_with_fitness']:.2f}): the "
                          "agent earns it by doing something against the task.")
         if max(abs(c["max"]), abs(c["min"])) > 1e3:
             modes.append(f"'{name}' reaches {max(abs(c['max']), abs(c['min'])):.3g}: values this large swamp the "
                          "other terms; bound it (np.clip or np.tanh).")
-    ends = stats["terminations"]
     n_end = sum(ends.values())
     lengths = [v for _, v in stats["episode_length"]["curve"]]
     limit = stats["episode_length"]["limit"]

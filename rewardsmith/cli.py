@@ -210,6 +210,7 @@ def synthesize(
     repair_rounds: Annotated[int, typer.Option("--repair-rounds", help="Repair requests per rejected program.")] = 1,
     feedback: Annotated[str | None, typer.Option(help="Human feedback added to every round.")] = None,
     interactive: Annotated[bool, typer.Option(help="Pause after each round for typed feedback.")] = False,
+    gif_frames: Annotated[int, typer.Option("--gif-frames", help="Frames per rollout GIF (--interactive).")] = 40,
     model: Annotated[str | None, typer.Option(help="LLM model name (openai coder).", envvar="REWARDSMITH_MODEL")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
@@ -237,7 +238,7 @@ def synthesize(
     if resume is None:
         config = SynthesisConfig(
             task=task or "", coder=kind, iterations=iterations, samples=samples, steps=steps, seed=seed,
-            final_seeds=final_seeds, baselines=not no_baselines, repair_rounds=repair_rounds, stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, feedback=feedback,
+            final_seeds=final_seeds, baselines=not no_baselines, repair_rounds=repair_rounds, gif_frames=gif_frames, stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, feedback=feedback,
             model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens, no_cache=no_cache,
             prompts_dir=str(prompts) if prompts else None, replay_dir=str(replay) if replay else None,
             **({"workers": workers} if workers else {}))
@@ -268,15 +269,19 @@ def _ask_feedback(round_idx: int, candidates: list[dict[str, Any]]) -> str | Non
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(stderr=True)
     table = Table(title=f"round {round_idx + 1}")
-    for col in ("candidate", "fitness", "components / error", "rollouts"):
+    for col in ("candidate", "fitness", "components / error"):
         table.add_column(col)
     for c in candidates:
         fit = "-" if c.get("fitness_mean") is None else f"{c['fitness_mean']:.4g}"
-        table.add_row(str(c["index"]), fit, c.get("error") or ", ".join(c.get("components", [])),
-                      str(c.get("gif", "")))
-    Console(stderr=True).print(table)
-    text = typer.prompt("feedback for the next round (empty to continue)", default="", show_default=False)
+        table.add_row(str(c["index"]), fit, c.get("error") or ", ".join(c.get("components", [])))
+    console.print(table)
+    for c in candidates:
+        if c.get("gif"):
+            typer.echo(f"candidate {c['index']} rollout: {c['gif']}", err=True)
+    text = typer.prompt("feedback for the next round (empty to continue)", default="", show_default=False,
+                        err=True)
     return text.strip() or None
 
 

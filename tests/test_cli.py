@@ -186,3 +186,19 @@ def test_synthesize_tiny_offline_run(runner, tmp_path, monkeypatch):
         assert key in data
     assert data["coder"] == "offline" and data["best"]["source"] == str(out / "best_reward.py")
     assert (out / "summary.json").is_file()
+
+
+def test_synthesize_interactive_shows_table_and_takes_feedback(runner, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["synthesize", "--task", "inverted-pendulum", "--iterations", "2", "--samples", "1",
+                                 "--steps", "256", "--final-seeds", "1", "--no-baselines", "--n-envs", "2",
+                                 "--workers", "1", "--interactive", "--gif-frames", "2", "--out", str(out)],
+                           input="more pole angle upright\n\n")
+    assert result.exit_code == 0, result.output
+    assert "round 1" in result.stderr and "rollout.gif" in result.stderr
+    assert (out / "rounds" / "r00" / "c00" / "rollout.gif").is_file()
+    prompt = json.loads((out / "rounds" / "r01" / "prompt.json").read_text())[1]["content"]
+    assert "more pole angle upright" in prompt
+    assert "best reward:" in result.stdout

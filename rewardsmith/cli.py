@@ -261,6 +261,8 @@ def synthesize(
             typer.echo(f"{name:>6s} baseline: {base[name]['mean']:.4g} ± {base[name]['std']:.3g}")
     if summary.get("hns") is not None:
         typer.echo(f"human-normalised score: {summary['hns']:.3f}")
+    if summary.get("hns_note"):
+        typer.echo(f"note: the human-normalised score is {summary['hns_note']}")
     typer.echo(f"tokens: {summary['tokens']['prompt']} prompt + {summary['tokens']['completion']} completion "
                f"in {summary['requests']} requests; {summary['wall_s']:.0f} s")
 

@@ -379,9 +379,15 @@ class Synthesizer:
             if "error" not in res:
                 by.setdefault(name, []).append(res["fitness_mean"])
         stats = {name: summarize(vals) for name, vals in by.items()}
-        hns = None
+        hns, hns_note = None, None
         if {"best", "human", "sparse"} <= set(stats):
             hns = human_normalized(stats["best"].iqm, stats["human"].iqm, stats["sparse"].iqm)
+            gap = abs(stats["human"].iqm - stats["sparse"].iqm)
+            if hns is None:
+                hns_note = "undefined: the human and sparse baselines score the same"
+            elif gap < max(stats["human"].std, stats["sparse"].std):
+                hns_note = (f"unreliable: the human-sparse gap ({gap:.3g}) is smaller than the baselines' spread "
+                            "across seeds; compare the raw fitness instead")
         usage = self.coder.usage.to_dict()
         return {
             "task": self.task.name, "coder": self.coder.name, "steps_per_candidate": self.steps,
@@ -395,6 +401,7 @@ class Synthesizer:
             "baselines": {name: (stats[name].to_dict() if name in stats else None) for name in ("human", "sparse")},
             "hns": hns,
             "hns_basis": "IQM over seeds of each method",
+            "hns_note": hns_note,
             "tokens": {"prompt": usage["prompt_tokens"], "completion": usage["completion_tokens"]},
             "requests": usage["requests"], "cache_hits": usage.get("cache_hits", 0),
             "candidates": [{"round": c["round"], "index": c["index"], "fitness_mean": c.get("fitness_mean"),

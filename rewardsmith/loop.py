@@ -459,8 +459,12 @@ def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = N
         run.write_json("manifest.json", {"config": asdict(config), "versions": _versions(),
                                          "created": datetime.now().isoformat(timespec="seconds")})
         run.event("start", task=config.task, coder=config.coder)
-    loop = Synthesizer(config, run, coder=coder, log=log, progress=progress, ask_feedback=ask_feedback)
-    return loop.run_all()
+    try:
+        loop = Synthesizer(config, run, coder=coder, log=log, progress=progress, ask_feedback=ask_feedback)
+        return loop.run_all()
+    except RewardsmithError as exc:
+        run.event("error", message=str(exc))
+        raise RewardsmithError(f"{exc} (nothing is lost: continue with --resume {run.path})") from exc
 
 
 def _versions() -> dict[str, str]:

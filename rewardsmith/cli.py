@@ -263,8 +263,22 @@ def synthesize(
         typer.echo(f"human-normalised score: {summary['hns']:.3f}")
     if summary.get("hns_note"):
         typer.echo(f"note: the human-normalised score is {summary['hns_note']}")
+    if summary.get("report"):
+        typer.echo(f"figure: {summary['report']}")
     typer.echo(f"tokens: {summary['tokens']['prompt']} prompt + {summary['tokens']['completion']} completion "
                f"in {summary['requests']} requests; {summary['wall_s']:.0f} s")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A synthesize run directory.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the PNG (default RUN_DIR/report.png).")] = None,
+) -> None:
+    """Draw the one-page figure of a synthesize run (search, best candidate, final comparison)."""
+    from rewardsmith.report import plot_run
+
+    path = _guard(plot_run, run_dir, out)
+    typer.echo(str(path))
 
 
 def _ask_feedback(round_idx: int, candidates: list[dict[str, Any]]) -> str | None:

@@ -352,6 +352,13 @@ class Synthesizer:
         summary = self._final(best)
         summary["wall_s"] = round(time.perf_counter() - t0, 1)
         self.run.write_json("summary.json", summary)
+        try:
+            from rewardsmith.report import plot_run
+
+            summary["report"] = str(plot_run(self.run.path))
+            self.run.write_json("summary.json", summary)
+        except Exception as exc:  # a figure is a convenience: never fail a finished run for it
+            self.log(f"(no report.png: {type(exc).__name__}: {exc})")
         self.run.event("done", best=summary["best"]["fitness_mean"])
         return summary
 

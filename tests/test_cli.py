@@ -48,8 +48,8 @@ def test_version(runner):
     assert result.stdout.strip() == f"rewardsmith {__version__}"
 
 
-@pytest.mark.parametrize("command", [[], ["tasks"], ["tasks", "show"], ["check"], ["train"], ["synthesize"]],
-                         ids=["main", "tasks", "tasks-show", "check", "train", "synthesize"])
+@pytest.mark.parametrize("command", [[], ["tasks"], ["tasks", "show"], ["check"], ["train"], ["synthesize"], ["report"]],
+                         ids=["main", "tasks", "tasks-show", "check", "train", "synthesize", "report"])
 def test_help(runner, command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -186,6 +186,10 @@ def test_synthesize_tiny_offline_run(runner, tmp_path, monkeypatch):
         assert key in data
     assert data["coder"] == "offline" and data["best"]["source"] == str(out / "best_reward.py")
     assert (out / "summary.json").is_file()
+    again = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "fig.png")])
+    assert again.exit_code == 0 and (tmp_path / "fig.png").is_file()
+    missing = runner.invoke(app, ["report", str(tmp_path)])
+    assert missing.exit_code == 1 and "no finished synthesis run" in _one_error_line(missing)
 
 
 def test_synthesize_interactive_shows_table_and_takes_feedback(runner, tmp_path, monkeypatch):

@@ -80,6 +80,7 @@ def test_offline_loop_end_to_end(tmp_path: Path) -> None:
                                                : module.compute_reward.__code__.co_argcount]})
     assert np.isfinite(total) and comps
     assert any("round 2/2" in line for line in lines)
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and on_disk["report"] == str(out / "report.png")
 
 
 def test_llm_loop_repairs_and_rerun_sends_zero_requests(tmp_path: Path, stub: StubServer) -> None:

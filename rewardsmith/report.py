@@ -83,7 +83,7 @@ def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
     for name in ("human", "sparse"):
         if summary["baselines"].get(name):
             bars.append((name, summary["baselines"][name]))
-    for i, (name, st) in enumerate(bars):
+    for i, (_name, st) in enumerate(bars):
         ax.bar(i, st["iqm"], color=["tab:orange", "tab:green", "tab:gray"][i], alpha=0.8)
         ax.errorbar(i, st["iqm"], yerr=[[st["iqm"] - st["ci_low"]], [st["ci_high"] - st["iqm"]]], color="black",
                     capsize=6)

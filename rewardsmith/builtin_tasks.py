@@ -61,7 +61,8 @@ def _locomotion(name: str, env_id: str, description: str, n_joints: int, sign: f
         variables=(
             Variable("x_velocity", (), "velocity of the torso along x (positive = forward)", "m/s", "data.qvel[0]"),
             Variable("z_velocity", (), "vertical velocity of the torso", "m/s", "data.qvel[1]"),
-            Variable("torso_height", (), "height of the torso's root above the ground", "m", "data.qpos[1]"),
+            Variable("torso_height", (), "height of the torso's centre above the ground", "m",
+                     'data.body("torso").xpos[2]'),
             Variable("torso_angle", (), "pitch angle of the torso (0 = upright as at reset)", "rad", "data.qpos[2]"),
             Variable("torso_angular_velocity", (), "pitch angular velocity of the torso", "rad/s", "data.qvel[2]"),
             Variable("joint_angles", (n_joints,), "angles of the actuated joints", "rad", f"data.qpos[3:{3 + n_joints}]"),

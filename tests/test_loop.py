@@ -150,13 +150,18 @@ def test_interactive_feedback_reaches_the_next_round(tmp_path: Path) -> None:
         return "more pole angle upright please" if round_idx == 0 else None
 
     out = tmp_path / "run"
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "human_feedback.j2").write_text("RESEARCHER SAYS: {{ feedback }}\n")
     synthesize(SynthesisConfig(**TINY, iterations=2, samples=1, final_seeds=1, baselines=False, gif_frames=3,
-                               feedback="keep the cart centred"), out=out, log=lambda _: None, ask_feedback=ask)
+                               feedback="keep the cart centred", prompts_dir=str(prompts)),
+               out=out, log=lambda _: None, ask_feedback=ask)
     assert len(seen) == 2
     gif = Path(seen[0][0]["gif"])
     assert gif.is_file() and gif.read_bytes()[:3] == b"GIF"
     second = json.loads((out / "rounds" / "r01" / "prompt.json").read_text())[1]["content"]
     assert "keep the cart centred" in second and "more pole angle upright please" in second
+    assert "RESEARCHER SAYS: keep the cart centred" in second  # --prompts overrides a template by name
     first = json.loads((out / "rounds" / "r00" / "prompt.json").read_text())[1]["content"]
     assert "keep the cart centred" in first and "more pole angle" not in first
 

@@ -40,3 +40,13 @@ def test_missing_context_and_unknown_template_are_clear_errors():
         render_prompt("task")
     with pytest.raises(RewardsmithError, match=r"no prompt template 'nope'; known: .*system, task"):
         render_prompt("nope")
+
+
+def test_prompts_dir_overrides_by_name(tmp_path):
+    (tmp_path / "system.j2").write_text("You write rewards for {{ 'robots' }}.\n")
+    assert render_prompt("system", prompts_dir=str(tmp_path)) == "You write rewards for robots.\n"
+    # templates the folder does not override still come from the package
+    task = get_task("hopper-forward")
+    assert task.signature in render_prompt("task", prompts_dir=str(tmp_path), task=task)
+    with pytest.raises(RewardsmithError, match="no such folder"):
+        render_prompt("system", prompts_dir=str(tmp_path / "missing"))

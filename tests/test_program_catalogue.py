@@ -23,14 +23,6 @@ H = "def compute_reward(x_velocity, action):\n"
 R = "    return x_velocity, {'forward': x_velocity}\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _program_cache(tmp_path_factory):
-    """Compile into a throw-away cache, never the user's ~/.cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("REWARDSMITH_CACHE", str(tmp_path_factory.mktemp("rs-cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def task():
     return get_task(TASK)

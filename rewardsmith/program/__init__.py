@@ -123,6 +123,7 @@ class CheckResult:
         timings: seconds per stage.
         probe: the probe's report, when it ran.
         program: the usable program when accepted.
+        exception: the rejection as an exception (what :func:`load_program` raises).
     """
 
     ok: bool
@@ -135,6 +136,7 @@ class CheckResult:
     timings: dict[str, float] = field(default_factory=dict)
     probe: ProbeReport | None = None
     program: RewardProgram | None = None
+    exception: RewardProgramError | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (without the program object)."""
@@ -193,6 +195,7 @@ def check_program(source: str | Path, task: str | TaskSpec, run_probe: bool = Tr
                 raise RewardProgramError("probe", f"{validated.entry}() {report.error}")
     except RewardProgramError as exc:
         result.error, result.stage, result.line = str(exc), exc.stage, exc.line
+        result.exception = exc
         return result
     result.ok = True
     result.program = RewardProgram(validated, compiled, spec)
@@ -202,9 +205,8 @@ def check_program(source: str | Path, task: str | TaskSpec, run_probe: bool = Tr
 def load_program(source: str | Path, task: str | TaskSpec, run_probe: bool = True, **kwargs: Any) -> RewardProgram:
     """Like :func:`check_program` but returns the program or raises :class:`RewardProgramError`."""
     result = check_program(source, task, run_probe=run_probe, **kwargs)
-    if not result.ok:
-        raise RewardProgramError(result.stage or "check", result.error.split(": ", 1)[-1] if result.error else "",
-                                 result.line)
+    if result.exception is not None:
+        raise result.exception
     assert result.program is not None
     return result.program
 

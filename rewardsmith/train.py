@@ -151,6 +151,9 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
         algo_kwargs: extra keyword arguments for the SB3 algorithm.
         tensorboard: write TensorBoard logs under ``out``.
         save: save the model, normalisation statistics and ``result.json`` under ``out``.
+
+    On the CPU it sets ``torch.set_num_threads(1)``: small MLPs train fastest single-threaded, and
+    parallel candidates then do not fight over cores.
     """
     import torch
     from stable_baselines3.common.callbacks import CallbackList

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,14 +36,7 @@ t = time.perf_counter(); r2 = check_program(src, task, states=states); memo = ti
 assert r1.ok and r2.ok, r1.error
 print(json.dumps({"timings": r1.timings, "memo": r2.timings}))
 '''
-PROGRAM = '''
-def compute_reward(x_velocity, torso_height, torso_angle, action):
-    forward = 1.0 * x_velocity
-    healthy = 1.0 if torso_height > 0.8 and abs(torso_angle) < 0.2 else 0.0
-    ctrl = 0.001 * np.sum(action * action)
-    upright = -0.1 * torso_angle * torso_angle
-    return forward + healthy - ctrl + upright, {"forward": forward, "healthy": healthy, "ctrl": -ctrl, "upright": upright}
-'''
+PROGRAM = (Path(__file__).parent / "rewards" / "hopper_four_terms.py").read_text()
 
 
 def once(path: str, cache: str) -> tuple[dict, float]:

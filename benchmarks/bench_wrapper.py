@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -21,14 +22,7 @@ from rewardsmith import get_task
 from rewardsmith.program import load_program
 from rewardsmith.wrappers import RewardVecEnv, TaskWrapper
 
-PROGRAM = '''
-def compute_reward(x_velocity, torso_height, torso_angle, action):
-    forward = 1.0 * x_velocity
-    healthy = 1.0 if torso_height > 0.8 and abs(torso_angle) < 0.2 else 0.0
-    ctrl = 0.001 * np.sum(action * action)
-    upright = -0.1 * torso_angle * torso_angle
-    return forward + healthy - ctrl + upright, {"forward": forward, "healthy": healthy, "ctrl": -ctrl, "upright": upright}
-'''
+PROGRAM = (Path(__file__).parent / "rewards" / "hopper_four_terms.py").read_text()
 
 
 def run(venv, actions: np.ndarray) -> float:

@@ -3,27 +3,27 @@
 Every variable reads MuJoCo state by name or by a documented qpos/qvel index; the index layout of
 each model is given in gymnasium's env docs (e.g. Hopper: qpos = [rootx, rootz, rooty, thigh, leg,
 foot]). rewardsmith's own envs (package ``rewardsmith.envs``, source folder ``envs/``) are
-registered in gymnasium by string entry point when this module loads (:func:`register_envs`),
-never by importing them.
+named by module-qualified ids (``rewardsmith.envs:rewardsmith/PointGoal-v0``): gymnasium imports
+``rewardsmith.envs`` itself, which registers them, so they exist in every process that makes them
+(spawned workers and Ray tasks included), with no import side effect to remember.
+
+Released task definitions are never edited: a fix is a new ``version`` of the task (see
+:mod:`rewardsmith.tasks`). Version history:
+
+- ``halfcheetah-forward`` and ``halfcheetah-backward`` v2: ``torso_height`` reads the torso's world
+  height; v1 read HalfCheetah's ``rootz`` qpos, an offset from the start position, not a height.
 """
 
 from __future__ import annotations
 
 from rewardsmith.tasks import Fitness, TaskSpec, Variable
 
-#: gymnasium id -> (entry point, max_episode_steps) of rewardsmith's own envs.
-CUSTOM_ENVS: dict[str, tuple[str, int]] = {
-    "rewardsmith/PointGoal-v0": ("rewardsmith.envs.point_goal:PointGoalEnv", 100),
-}
-
 
 def register_envs() -> None:
     """Register rewardsmith's own envs (``rewardsmith/PointGoal-v0``, ...) in gymnasium; idempotent."""
-    import gymnasium as gym
+    from rewardsmith.envs import register
 
-    for env_id, (entry_point, max_steps) in CUSTOM_ENVS.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
+    register()
 
 
 # halfcheetah-backward has no built-in reward; its human baseline is HalfCheetah's own reward
@@ -51,18 +51,20 @@ def _sparse(condition: str, name: str, params: str) -> str:
 def _locomotion(name: str, env_id: str, description: str, n_joints: int, sign: float,
                 steps: int, builtin: bool = True, builtin_desc: str = "",
                 extra: tuple[Variable, ...] = (), algo_kwargs: dict | None = None,
-                tags: tuple[str, ...] = (), human: str | None = None) -> TaskSpec:
+                tags: tuple[str, ...] = (), human: str | None = None, version: int = 1,
+                height: tuple[str, str] = ("height of the torso's centre above the ground",
+                                           'data.body("torso").xpos[2]')) -> TaskSpec:
     direction = "forward" if sign > 0 else "backward"
     sparse_cond = "x_velocity > 1.0" if sign > 0 else "x_velocity < -1.0"
     return TaskSpec(
         name=name,
+        version=version,
         env_id=env_id,
         description=description,
         variables=(
             Variable("x_velocity", (), "velocity of the torso along x (positive = forward)", "m/s", "data.qvel[0]"),
             Variable("z_velocity", (), "vertical velocity of the torso", "m/s", "data.qvel[1]"),
-            Variable("torso_height", (), "height of the torso's centre above the ground", "m",
-                     'data.body("torso").xpos[2]'),
+            Variable("torso_height", (), height[0], "m", height[1]),
             Variable("torso_angle", (), "pitch angle of the torso (0 = upright as at reset)", "rad", "data.qpos[2]"),
             Variable("torso_angular_velocity", (), "pitch angular velocity of the torso", "rad/s", "data.qvel[2]"),
             Variable("joint_angles", (n_joints,), "angles of the actuated joints", "rad", f"data.qpos[3:{3 + n_joints}]"),
@@ -82,6 +84,12 @@ def _locomotion(name: str, env_id: str, description: str, n_joints: int, sign: f
         tags=("locomotion", *tags),
     )
 
+
+# v1 read HalfCheetah's rootz qpos, which starts at 0 (an offset, not a height); v2 the world height.
+_CHEETAH_VERSIONS = (
+    {"version": 1, "height": ("height of the torso's root above the ground", "data.qpos[1]")},
+    {"version": 2},
+)
 
 BUILTIN_TASKS: list[TaskSpec] = [
     TaskSpec(
@@ -153,15 +161,16 @@ BUILTIN_TASKS: list[TaskSpec] = [
                 "than 0.2 rad, or after 1000 steps.",
                 3, +1.0, 300_000,
                 builtin_desc="forward velocity + 1 per step alive - 0.001 * |action|^2"),
-    _locomotion("halfcheetah-forward", "HalfCheetah-v5",
-                "Make a planar cheetah (torso, two legs of three joints each) run forward as fast as "
-                "possible. Episodes last 1000 steps and never end early.",
-                6, +1.0, 300_000,
-                builtin_desc="forward velocity - 0.1 * |action|^2"),
-    _locomotion("halfcheetah-backward", "HalfCheetah-v5",
-                "Make a planar cheetah (torso, two legs of three joints each) run BACKWARD (towards "
-                "negative x) as fast as possible. Episodes last 1000 steps and never end early.",
-                6, -1.0, 300_000, builtin=False, human=MIRRORED_CHEETAH),
+    *[_locomotion("halfcheetah-forward", "HalfCheetah-v5",
+                  "Make a planar cheetah (torso, two legs of three joints each) run forward as fast as "
+                  "possible. Episodes last 1000 steps and never end early.",
+                  6, +1.0, 300_000,
+                  builtin_desc="forward velocity - 0.1 * |action|^2", **versioned) for versioned in _CHEETAH_VERSIONS],
+    *[_locomotion("halfcheetah-backward", "HalfCheetah-v5",
+                  "Make a planar cheetah (torso, two legs of three joints each) run BACKWARD (towards "
+                  "negative x) as fast as possible. Episodes last 1000 steps and never end early.",
+                  6, -1.0, 300_000, builtin=False, human=MIRRORED_CHEETAH, **versioned)
+      for versioned in _CHEETAH_VERSIONS],
     TaskSpec(
         name="swimmer-forward",
         env_id="Swimmer-v5",
@@ -206,7 +215,7 @@ BUILTIN_TASKS: list[TaskSpec] = [
     ),
     TaskSpec(
         name="point-goal",
-        env_id="rewardsmith/PointGoal-v0",
+        env_id="rewardsmith.envs:rewardsmith/PointGoal-v0",
         description="Drive a point mass on a 2 m x 2 m plane (two motors push it along x and y) onto a goal "
                     "marker placed at random at every reset, and stay there. Episodes last 100 steps (5 s).",
         variables=(
@@ -226,4 +235,3 @@ BUILTIN_TASKS: list[TaskSpec] = [
     ),
 ]
 
-register_envs()

@@ -96,13 +96,19 @@ class Fitness:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A reward-design task. See the module docstring for an example."""
+    """A reward-design task. See the module docstring for an example.
+
+    ``version`` numbers a released definition: a definition is never edited in place once results
+    exist for it; a fix registers the same ``name`` with a higher version. ``get_task(name)`` gives
+    the newest, ``get_task("name@1")`` an older one, and every result records :attr:`ref`.
+    """
 
     name: str
     env_id: str
     description: str
     variables: tuple[Variable, ...]
     fitness: Fitness
+    version: int = 1
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     has_builtin_reward: bool = True
     builtin_reward_description: str = ""
@@ -118,6 +124,11 @@ class TaskSpec:
         object.__setattr__(self, "variables", tuple(self.variables))
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         _validate_spec(self)
+
+    @property
+    def ref(self) -> str:
+        """``name@version``: what results record, and what :func:`get_task` resolves exactly."""
+        return f"{self.name}@{self.version}"
 
     # -- the reward-program contract ----------------------------------------------------
     @property
@@ -163,8 +174,6 @@ class TaskSpec:
         kwargs = {**self.env_kwargs, **overrides}
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
-        if ":" in self.env_id and self.env_id not in gym.registry:
-            gym.register(id=self.env_id, entry_point=self.env_id)
         try:
             return gym.make(self.env_id, **kwargs)
         except gym.error.Error as exc:
@@ -174,6 +183,7 @@ class TaskSpec:
         """A JSON-ready description (what ``rewardsmith tasks show --json`` prints)."""
         return {
             "name": self.name,
+            "version": self.version,
             "env_id": self.env_id,
             "env_kwargs": dict(self.env_kwargs),
             "description": self.description,
@@ -230,37 +240,64 @@ def _validate_spec(spec: TaskSpec) -> None:
         if not spec.fitness.source:
             raise TaskSpecError(f"task {spec.name!r}: fitness needs a source expression")
         _check_source(spec.name, "fitness", spec.fitness.source)
+    if not isinstance(spec.version, int) or spec.version < 1:
+        raise TaskSpecError(f"task {spec.name!r}: version must be a positive integer, got {spec.version!r}")
     if spec.default_algo not in ("ppo", "sac"):
         raise TaskSpecError(f"task {spec.name!r}: default_algo must be 'ppo' or 'sac'")
 
 
-_REGISTRY: dict[str, TaskSpec] = {}
+_REGISTRY: dict[str, dict[int, TaskSpec]] = {}
 
 
 def register_task(spec: TaskSpec, overwrite: bool = False) -> TaskSpec:
-    """Add ``spec`` to the registry (``overwrite=True`` replaces a task of the same name)."""
+    """Add ``spec`` to the registry.
+
+    A new ``version`` of a registered name is added beside the older ones (the newest becomes the
+    default); registering an existing ``name@version`` again needs ``overwrite=True``.
+    """
     _ensure_builtins()
-    if spec.name in _REGISTRY and not overwrite:
-        raise TaskSpecError(f"task {spec.name!r} is already registered (pass overwrite=True to replace it)")
-    _REGISTRY[spec.name] = spec
+    versions = _REGISTRY.setdefault(spec.name, {})
+    if spec.version in versions and not overwrite:
+        raise TaskSpecError(f"task {spec.ref!r} is already registered (pass overwrite=True to replace it, "
+                            f"or register a fix as version {max(versions) + 1})")
+    versions[spec.version] = spec
     return spec
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:
-    """The registered task called ``name`` (a TaskSpec passes through)."""
+    """The registered task called ``name`` (newest version), or exactly ``name@version``.
+
+    A TaskSpec passes through.
+    """
     if isinstance(name, TaskSpec):
         return name
     _ensure_builtins()
+    base, _, version = str(name).partition("@")
+    versions = _REGISTRY.get(base)
+    if not versions:
+        raise TaskNotFoundError(name, list(_REGISTRY))
+    if not version:
+        return versions[max(versions)]
     try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise TaskNotFoundError(name, list(_REGISTRY)) from None
+        return versions[int(version.lstrip("v"))]
+    except (ValueError, KeyError):
+        known = ", ".join(f"{base}@{v}" for v in sorted(versions))
+        raise TaskSpecError(f"task {name!r} has no such version (known: {known})") from None
+
+
+def task_versions(name: str) -> list[TaskSpec]:
+    """Every registered version of ``name``, oldest first."""
+    _ensure_builtins()
+    versions = _REGISTRY.get(name)
+    if not versions:
+        raise TaskNotFoundError(name, list(_REGISTRY))
+    return [versions[v] for v in sorted(versions)]
 
 
 def list_tasks() -> list[TaskSpec]:
-    """Every registered task, built-ins first, in registration order."""
+    """The newest version of every registered task, built-ins first, in registration order."""
     _ensure_builtins()
-    return list(_REGISTRY.values())
+    return [versions[max(versions)] for versions in _REGISTRY.values()]
 
 
 _BUILTINS_LOADED = False
@@ -273,7 +310,7 @@ def _ensure_builtins() -> None:
         from rewardsmith.builtin_tasks import BUILTIN_TASKS
 
         for spec in BUILTIN_TASKS:
-            _REGISTRY.setdefault(spec.name, spec)
+            _REGISTRY.setdefault(spec.name, {}).setdefault(spec.version, spec)
 
 
 def variables_table(spec: TaskSpec) -> Iterable[tuple[str, str, str, str]]:
@@ -290,5 +327,6 @@ __all__ = [
     "get_task",
     "list_tasks",
     "register_task",
+    "task_versions",
     "variables_table",
 ]

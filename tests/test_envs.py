@@ -27,6 +27,19 @@ def test_check_env(name):
         env.close()
 
 
+def test_point_goal_made_by_module_qualified_id_in_a_fresh_process():
+    """gymnasium imports rewardsmith.envs itself: no import of rewardsmith needed first (spawned workers)."""
+    import subprocess
+    import sys
+
+    assert get_task("point-goal").env_id == "rewardsmith.envs:rewardsmith/PointGoal-v0"
+    code = ("import gymnasium as gym; env = gym.make('rewardsmith.envs:rewardsmith/PointGoal-v0'); "
+            "env.reset(seed=0); print(env.spec.max_episode_steps)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "100"
+
+
 def test_point_goal_registered_by_string():
     rewardsmith.register_envs()
     spec = gym.spec("rewardsmith/PointGoal-v0")

@@ -123,3 +123,30 @@ def test_bad_body_name_is_clear() -> None:
                     fitness=Fitness("f", reduce="length"))
     with pytest.raises(TaskSpecError, match="torsoo"):
         StateReader(spec, spec.make_env())
+
+
+def test_tasks_are_versioned() -> None:
+    import dataclasses
+
+    from rewardsmith.tasks import task_versions
+
+    newest = get_task("halfcheetah-backward")
+    assert newest.ref == "halfcheetah-backward@2"
+    old = get_task("halfcheetah-backward@1")
+    assert old.variable("torso_height").source == "data.qpos[1]"  # the released v1, not edited in place
+    assert newest.variable("torso_height").source == 'data.body("torso").xpos[2]'
+    assert [t.version for t in task_versions("halfcheetah-backward")] == [1, 2]
+    assert get_task("hopper-forward").to_dict()["version"] == 1
+    with pytest.raises(TaskSpecError, match="no such version"):
+        get_task("hopper-forward@7")
+    fixed = dataclasses.replace(get_task("reacher"), version=2, description="a fixed description")
+    with pytest.raises(TaskSpecError, match="already registered"):
+        register_task(dataclasses.replace(fixed, version=1))
+    register_task(fixed)
+    try:
+        assert get_task("reacher") is fixed and get_task("reacher@1").description != fixed.description
+        assert [t.name for t in list_tasks()].count("reacher") == 1
+    finally:
+        from rewardsmith.tasks import _REGISTRY
+
+        del _REGISTRY["reacher"][2]

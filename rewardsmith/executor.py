@@ -1,0 +1,335 @@
+"""Executors: where training jobs run, each with a time limit, each failing only itself.
+
+A :class:`TrainJob` is one call of :func:`rewardsmith.train.train` (task, reward, budget, seed,
+output folder). An :class:`Executor` runs a batch of them and returns one :class:`JobOutcome` per
+job, in order, calling ``on_done`` as each finishes. :class:`LocalExecutor` runs them on a pool of
+processes on this machine (one job per process, ``spawn``ed, one torch thread each); a Ray
+executor (``--executor ray``) fits the same protocol.
+
+Time limits. A reward program can be fast on the probe's states and slow, or endless, on the
+states training reaches; numba code does not return to Python, so nothing in the worker can stop
+it. The parent watches every job and kills the process of one that runs past its limit:
+
+* ``time_limit_s`` given: a hard limit in seconds.
+* otherwise a limit derived from the budget and the job's own measured step rate: the worker
+  reports its step count (a heartbeat callback); once it has trained a tenth of its budget, the
+  limit is ``elapsed + SLACK * (projected remaining time) + GRACE_S``. Until then, and throughout,
+  a job whose step count stops moving for ``STALL_S`` seconds is stuck and killed.
+
+A killed job is reported as ``timeout`` with a message that says so; a worker that dies (a
+segfault, the OOM killer) is reported as ``crashed``. Stopping the parent (SIGINT, SIGTERM)
+kills every worker; on Linux a worker also dies with its parent even on ``kill -9``.
+
+A job whose output folder already holds a readable ``result.json`` for the same seed is not run
+again (``resumed``): this is how a killed run resumes without retraining finished candidates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rewardsmith.fsutil import read_json
+from rewardsmith.tasks import TaskSpec
+
+STALL_S = 300.0
+GRACE_S = 60.0
+SLACK = 4.0
+MEASURE_FRACTION = 0.1
+POLL_S = 0.1
+
+
+@dataclass
+class TrainJob:
+    """One training: the arguments of :func:`rewardsmith.train.train`.
+
+    Attributes:
+        name: a label for messages (e.g. ``r01/c02``).
+        task: the task spec (travels to the worker by pickling).
+        reward: ``"builtin"``, ``"sparse"`` or program source.
+        steps, seed, algo, n_envs, eval_episodes: training settings.
+        out: the output folder (``result.json``, model, TensorBoard logs).
+        time_limit_s: a hard limit in seconds, or None for the derived limit (module docstring).
+        progress: show the training's progress bar (on the worker's stderr).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        reuse: reuse a finished ``result.json`` in ``out`` for the same seed instead of training.
+    """
+
+    name: str
+    task: TaskSpec
+    reward: Any
+    steps: int
+    seed: int
+    out: str
+    algo: str | None = None
+    n_envs: int = 8
+    eval_episodes: int | None = None
+    time_limit_s: float | None = None
+    progress: bool = False
+    reuse: bool = True
+    device: str = "auto"
+
+
+@dataclass
+class JobOutcome:
+    """What became of a job.
+
+    Attributes:
+        job: the job.
+        status: ``ok``, ``resumed`` (a finished result was reused), ``error`` (training raised),
+            ``timeout`` (killed past its limit) or ``crashed`` (the worker died).
+        result: the :class:`~rewardsmith.train.TrainResult` as a dict, when ``ok``/``resumed``.
+        error: one line saying what went wrong, otherwise None.
+        wall_s: seconds from start to finish.
+        steps_done: steps the worker reported (useful for timeouts).
+    """
+
+    job: TrainJob
+    status: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    wall_s: float = 0.0
+    steps_done: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether a result is available."""
+        return self.result is not None
+
+
+class Executor(Protocol):
+    """Runs training jobs; one outcome per job, in the jobs' order."""
+
+    name: str
+
+    def run(self, jobs: Sequence[TrainJob],
+            on_done: Callable[[JobOutcome], None] | None = None) -> list[JobOutcome]:
+        """Run ``jobs``; call ``on_done`` as each one finishes."""
+        ...
+
+
+def finished_result(job: TrainJob) -> dict[str, Any] | None:
+    """The readable ``result.json`` of an earlier run of ``job``, or None (missing, cut off, other seed)."""
+    data = read_json(Path(job.out) / "result.json")
+    if not isinstance(data, dict) or data.get("seed") != job.seed or "fitness_mean" not in data:
+        return None
+    return data
+
+
+# -- the worker side ----------------------------------------------------------------------------
+def _die_with_parent() -> None:  # pragma: no cover - runs in the worker
+    """Ask Linux to SIGKILL this process when its parent dies (even by ``kill -9``)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _worker(job: TrainJob, conn: Any, counter: Any) -> None:  # pragma: no cover - runs in the worker
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us when it stops
+    try:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        from rewardsmith.train import train
+
+        class Heartbeat(BaseCallback):
+            def _on_step(self) -> bool:
+                counter.value = self.num_timesteps
+                return True
+
+        import inspect
+        extra = {"callbacks": [Heartbeat()]} if "callbacks" in inspect.signature(train).parameters else {}
+        result = train(job.task, job.reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
+                       device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
+                       **extra)
+        conn.send(("ok", result.to_dict()))
+    except Exception as exc:
+        from rewardsmith.errors import RewardsmithError
+
+        message = str(exc) if isinstance(exc, RewardsmithError) else f"{type(exc).__name__}: {exc}"
+        conn.send(("error", message or type(exc).__name__, traceback.format_exc(limit=8)))
+    finally:
+        conn.close()
+
+
+# -- the parent side ----------------------------------------------------------------------------
+@dataclass
+class _Running:
+    job: TrainJob
+    index: int
+    proc: Any
+    conn: Any
+    counter: Any
+    start: float
+    last_steps: int = 0
+    last_move: float = 0.0
+    deadline: float | None = None
+    measured: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def derived_limit(elapsed: float, steps_done: int, steps_total: int) -> float:
+    """The derived time limit (seconds from the start) once ``steps_done`` steps took ``elapsed`` s."""
+    remaining = max(steps_total - steps_done, 0) * elapsed / max(steps_done, 1)
+    return elapsed + SLACK * remaining + GRACE_S
+
+
+class LocalExecutor:
+    """Jobs on ``workers`` processes of this machine, each watched against its time limit.
+
+    Args:
+        workers: jobs at once (default: the CPU cores).
+        time_limit_s: a hard per-job limit in seconds for jobs that set none (None: derived).
+        stall_s: kill a job whose step count has not moved for this long.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, time_limit_s: float | None = None,
+                 stall_s: float = STALL_S) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.time_limit_s = time_limit_s
+        self.stall_s = stall_s
+        self._ctx = mp.get_context("spawn")
+
+    def run(self, jobs: Sequence[TrainJob],
+            on_done: Callable[[JobOutcome], None] | None = None) -> list[JobOutcome]:
+        """Run ``jobs`` (finished ones are reused); kill every worker if interrupted."""
+        outcomes: list[JobOutcome | None] = [None] * len(jobs)
+        pending: list[tuple[int, TrainJob]] = []
+        for i, job in enumerate(jobs):
+            done = finished_result(job) if job.reuse else None
+            if done is not None:
+                outcomes[i] = JobOutcome(job, "resumed", {**done, "resumed": True}, wall_s=0.0,
+                                         steps_done=int(done.get("steps", 0)))
+                if on_done:
+                    on_done(outcomes[i])
+            else:
+                pending.append((i, job))
+        running: list[_Running] = []
+        with _stop_on_signals(), self._reaper(running):
+            while pending or running:
+                while pending and len(running) < self.workers:
+                    i, job = pending.pop(0)
+                    running.append(self._start(i, job))
+                time.sleep(POLL_S)
+                for r in list(running):
+                    outcome = self._check(r)
+                    if outcome is not None:
+                        running.remove(r)
+                        outcomes[r.index] = outcome
+                        if on_done:
+                            on_done(outcome)
+        return [o for o in outcomes if o is not None]
+
+    def _start(self, index: int, job: TrainJob) -> _Running:
+        parent, child = self._ctx.Pipe(duplex=False)
+        counter = self._ctx.Value("q", 0, lock=False)
+        proc = self._ctx.Process(target=_worker, args=(job, child, counter), daemon=True,
+                                 name=f"rewardsmith-{job.name}")
+        proc.start()
+        child.close()
+        now = time.monotonic()
+        limit = job.time_limit_s if job.time_limit_s is not None else self.time_limit_s
+        return _Running(job, index, proc, parent, counter, now, last_move=now,
+                        deadline=None if limit is None else now + limit, extra={"hard": limit is not None})
+
+    def _check(self, r: _Running) -> JobOutcome | None:
+        now = time.monotonic()
+        elapsed = now - r.start
+        steps = int(r.counter.value)
+        if r.conn.poll():
+            try:
+                message = r.conn.recv()
+            except (EOFError, OSError):
+                message = None
+            r.proc.join(timeout=10)
+            if message and message[0] == "ok":
+                return JobOutcome(r.job, "ok", message[1], wall_s=elapsed, steps_done=steps)
+            if message:
+                return JobOutcome(r.job, "error", error=message[1], wall_s=elapsed, steps_done=steps)
+        if not r.proc.is_alive():
+            code = r.proc.exitcode
+            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
+            return JobOutcome(r.job, "crashed", error=f"the training process died ({how}) after {elapsed:.0f} s "
+                              f"at step {steps:,}", wall_s=elapsed, steps_done=steps)
+        if steps != r.last_steps:
+            r.last_steps, r.last_move = steps, now
+        if not r.extra["hard"] and not r.measured and steps >= max(1, MEASURE_FRACTION * r.job.steps):
+            r.measured = True
+            r.deadline = r.start + derived_limit(elapsed, steps, r.job.steps)
+        why = None
+        if r.deadline is not None and now > r.deadline:
+            kind = "its time limit" if r.extra["hard"] else "the limit derived from its measured step rate"
+            why = (f"out of time: killed after {elapsed:.0f} s at step {steps:,} of {r.job.steps:,} "
+                   f"({kind}, {r.deadline - r.start:.0f} s); the reward may be slow or endless on states "
+                   "that training reaches")
+        elif now - r.last_move > self.stall_s:
+            why = (f"out of time: no training progress for {now - r.last_move:.0f} s (stuck at step {steps:,} of "
+                   f"{r.job.steps:,}); the reward may be endless on states that training reaches")
+        if why is None:
+            return None
+        _kill(r.proc)
+        return JobOutcome(r.job, "timeout", error=why, wall_s=elapsed, steps_done=steps)
+
+    @contextlib.contextmanager
+    def _reaper(self, running: list[_Running]) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            for r in running:
+                _kill(r.proc)
+
+
+def _kill(proc: Any) -> None:
+    with contextlib.suppress(Exception):
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=10)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by SIGTERM (SIGINT raises KeyboardInterrupt as usual)."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM into an exception in the main thread, so workers are killed on the way out."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def make_executor(kind: str = "local", workers: int | None = None, time_limit_s: float | None = None) -> Executor:
+    """The executor called ``kind`` (``local``)."""
+    from rewardsmith.errors import RewardsmithError
+
+    if kind == "local":
+        return LocalExecutor(workers=workers, time_limit_s=time_limit_s)
+    raise RewardsmithError(f"unknown executor {kind!r}: use local")
+
+
+__all__ = ["Executor", "Interrupted", "JobOutcome", "LocalExecutor", "TrainJob", "finished_result",
+           "make_executor"]

@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from rewardsmith.coders.base import Completion
+from rewardsmith.fsutil import atomic_write_json, cache_root
 
 __all__ = [
     "ResponseCache",
@@ -59,22 +59,12 @@ def completion_from_dict(d: dict[str, Any], *, cached: bool = True) -> Completio
 
 def default_cache_dir() -> Path:
     """``$REWARDSMITH_CACHE/responses``, or ``~/.cache/rewardsmith/responses``."""
-    root = os.environ.get("REWARDSMITH_CACHE") or Path.home() / ".cache" / "rewardsmith"
-    return Path(root) / "responses"
+    return cache_root() / "responses"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as JSON to ``path`` atomically (:func:`rewardsmith.fsutil.atomic_write_json`)."""
+    atomic_write_json(path, data, indent=1)
 
 
 class ResponseCache:

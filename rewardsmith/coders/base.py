@@ -27,6 +27,11 @@ class Completion:
         prompt_tokens, completion_tokens: tokens this response cost (0 for offline / cached).
         cached: whether it came from the response cache or a replay (no request sent).
         model: the model that wrote it.
+        error: ``None`` for a usable answer; else why this is a *failed sample* (a refusal, a
+            reply cut at the length limit, an empty reply), one line: the caller rejects it and
+            may send that line back in a repair request. ``text`` then holds whatever came back
+            (the cut-off part, a refusal's wording, or ``""``) and must not be used as a program.
+        finish_reason: the server's ``finish_reason`` (``stop``, ``length``, ...), if it gave one.
     """
 
     text: str
@@ -34,6 +39,13 @@ class Completion:
     completion_tokens: int = 0
     cached: bool = False
     model: str = ""
+    error: str | None = None
+    finish_reason: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Whether this is a failed sample (see :attr:`error`)."""
+        return self.error is not None
 
 
 @dataclass

@@ -41,9 +41,17 @@ def request_key(request: dict[str, Any]) -> str:
 
 
 def completion_to_dict(c: Completion) -> dict[str, Any]:
-    """A JSON-ready copy of a completion (``cached`` is not stored: it describes one use)."""
-    return {"text": c.text, "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": c.completion_tokens, "model": c.model}
+    """A JSON-ready copy of a completion (``cached`` is not stored: it describes one use).
+
+    ``error`` and ``finish_reason`` are stored only when set, so usable answers keep the old form.
+    """
+    d: dict[str, Any] = {"text": c.text, "prompt_tokens": c.prompt_tokens,
+                         "completion_tokens": c.completion_tokens, "model": c.model}
+    if c.error is not None:
+        d["error"] = c.error
+    if c.finish_reason is not None:
+        d["finish_reason"] = c.finish_reason
+    return d
 
 
 def completion_from_dict(d: dict[str, Any], *, cached: bool = True) -> Completion:
@@ -54,6 +62,8 @@ def completion_from_dict(d: dict[str, Any], *, cached: bool = True) -> Completio
         completion_tokens=0 if cached else int(d.get("completion_tokens", 0)),
         cached=cached,
         model=str(d.get("model", "")),
+        error=None if d.get("error") is None else str(d["error"]),
+        finish_reason=None if d.get("finish_reason") is None else str(d["finish_reason"]),
     )
 
 

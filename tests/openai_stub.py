@@ -49,19 +49,30 @@ class Reply:
 
     Attributes:
         status: the HTTP status (200 for a normal reply).
-        content: the reply text (status 200), one per choice unless ``n`` is not honoured.
+        content: the reply text (status 200), one per choice unless ``n`` is not honoured;
+            ``None`` sends ``"content": null`` (a refusal).
         delay_s: sleep this long before answering (to trip the client's timeout).
         error: the ``error`` object of a non-200 answer.
         usage: include ``usage`` in the reply.
         headers: extra response headers.
+        finish_reason: each choice's ``finish_reason``.
+        refusal: the message's ``refusal`` field, if set.
+        choices: send this many choices (``0``: ``"choices": []``) instead of ``n``.
+        body: send these bytes verbatim as the body instead of a chat completion.
+        content_type: the ``content-type`` header.
     """
 
     status: int = 200
-    content: str = PLAIN
+    content: str | None = PLAIN
     delay_s: float = 0.0
     error: dict[str, Any] = field(default_factory=dict)
     usage: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    finish_reason: str = "stop"
+    refusal: str | None = None
+    choices: int | None = None
+    body: str | None = None
+    content_type: str = "application/json"
 
 
 def ok(content: str = PLAIN, **kw: Any) -> Reply:
@@ -114,17 +125,52 @@ def n_rejected() -> Reply:
     return error(400, "n > 1 is not supported by this server", None, "invalid_request_error", "n")
 
 
+HTML_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Open WebUI</title></head>
+<body><div id="app">Loading...</div><script src="/static/app.js"></script></body></html>
+"""
+
+
+def html_page() -> Reply:
+    """A 200 carrying a web page, as a web UI or a proxy serves for an unknown path."""
+    return Reply(body=HTML_PAGE, content_type="text/html; charset=utf-8")
+
+
+def cut_json() -> Reply:
+    """A 200 whose JSON body stops half-way (a proxy or server that cut the reply)."""
+    return Reply(body='{"id": "chatcmpl-x", "object": "chat.completion", "choices": [{"index": 0, '
+                      '"message": {"role": "assistant", "content": "def compute_rew')
+
+
+def no_choices() -> Reply:
+    """A 200 chat completion with ``"choices": []``."""
+    return Reply(choices=0)
+
+
+def refusal(text: str | None = "I can't help with that.") -> Reply:
+    """A refusal: ``"content": null`` (with the message's ``refusal`` field, if ``text``)."""
+    return Reply(content=None, refusal=text)
+
+
+def length_cut(content: str = PLAIN[: len(PLAIN) // 2]) -> Reply:
+    """A reply cut at the length limit: ``finish_reason: "length"``, the text half-way."""
+    return Reply(content=content, finish_reason="length")
+
+
 class StubServer:
     """The server; use :func:`serve` to run one.
 
     Attributes:
         requests: every request received: ``{"path", "body", "headers"}``.
         n_supported: honour ``n``; when false, ignore it and answer one choice.
+        web_ui: serve :data:`HTML_PAGE` with a 200 for every path outside ``/v1/`` (as a web
+            UI in front of the API does), so a base URL without ``/v1`` gets web pages.
     """
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.n_supported = True
+        self.web_ui = False
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -138,6 +184,11 @@ class StubServer:
     def url(self) -> str:
         """The base URL, ``http://127.0.0.1:<port>/v1``."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """The base URL without ``/v1``: ``http://127.0.0.1:<port>``."""
+        return self.url.removesuffix("/v1")
 
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
@@ -164,27 +215,39 @@ class StubServer:
         with self._lock:
             return self._script.popleft() if self._script else ok()
 
-    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """The status, JSON body and headers for one request."""
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]:
+        """The status, raw body and headers (``content-type`` included) for one request."""
+        json_type = {"content-type": "application/json"}
+        if self.web_ui and not path.startswith("/v1/"):
+            return 200, HTML_PAGE.encode(), {"content-type": "text/html; charset=utf-8"}
         if not path.rstrip("/").endswith("/chat/completions"):
-            return 404, {"error": {"message": f"no route {path}", "type": "invalid_request_error",
-                                   "code": None, "param": None}}, {}
+            return 404, json.dumps({"error": {"message": f"no route {path}", "code": None,
+                                              "type": "invalid_request_error", "param": None}}
+                                   ).encode(), json_type
         reply = self._next()
         if reply.delay_s:
             self._stop.wait(reply.delay_s)
+        headers = {"content-type": reply.content_type, **reply.headers}
         if reply.status != 200:
-            return reply.status, {"error": reply.error}, reply.headers
+            return reply.status, json.dumps({"error": reply.error}).encode(), headers
+        if reply.body is not None:
+            return 200, reply.body.encode(), headers
         n = int(body.get("n") or 1) if self.n_supported else 1
+        if reply.choices is not None:
+            n = reply.choices
         prompt = sum(count_tokens(str(m.get("content", ""))) for m in body.get("messages", []))
-        choices = [{"index": i, "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": reply.content}} for i in range(n)]
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.refusal is not None:
+            message["refusal"] = reply.refusal
+        choices = [{"index": i, "finish_reason": reply.finish_reason, "message": message}
+                   for i in range(n)]
         out: dict[str, Any] = {"id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion",
                                "created": 0, "model": body.get("model", ""), "choices": choices}
         if reply.usage:
-            completion = n * count_tokens(reply.content)
+            completion = n * count_tokens(reply.content or "")
             out["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
                             "total_tokens": prompt + completion}
-        return 200, out, reply.headers
+        return 200, json.dumps(out).encode(), headers
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -205,11 +268,9 @@ class StubServer:
                 with server._lock:
                     server.requests.append({"path": self.path, "body": body,
                                             "headers": dict(self.headers)})
-                status, payload, headers = server.answer(self.path, body)
-                data = json.dumps(payload).encode()
+                status, data, headers = server.answer(self.path, body)
                 with contextlib.suppress(OSError):  # the client may have given up (timeout)
                     self.send_response(status)
-                    self.send_header("content-type", "application/json")
                     self.send_header("content-length", str(len(data)))
                     for k, v in headers.items():
                         self.send_header(k, v)

@@ -18,12 +18,17 @@ from openai_stub import (
     REWARD,
     StubServer,
     count_tokens,
+    cut_json,
     dead_url,
+    html_page,
     insufficient_quota,
+    length_cut,
     model_not_found,
     n_rejected,
+    no_choices,
     ok,
     rate_limited,
+    refusal,
     serve,
     server_error,
     slow,
@@ -68,6 +73,7 @@ def stub(_server: StubServer) -> StubServer:
     _server.requests.clear()
     _server._script.clear()
     _server.n_supported = True
+    _server.web_ui = False
     return _server
 
 
@@ -207,6 +213,95 @@ def test_dead_endpoint() -> None:
 def test_no_key_and_no_url() -> None:
     with pytest.raises(CoderError, match="OPENAI_API_KEY"):
         OpenAICoder(MODEL)
+
+
+# -- malformed answers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("garbage", [html_page, cut_json, no_choices],
+                         ids=["html", "cut-json", "no-choices"])
+def test_transient_garbage_retried(stub: StubServer, garbage: Any) -> None:
+    stub.push(garbage(), garbage(), ok())
+    c = coder(stub)
+    [out] = c.complete(MESSAGES)
+    assert out.text == PLAIN and out.error is None and out.finish_reason == "stop"
+    assert len(stub.chat_requests) == 3 and c.usage.requests == 1
+
+
+def test_garbage_backoff_is_the_coders(stub: StubServer) -> None:
+    stub.push(html_page(), ok())
+    start = time.monotonic()
+    coder(stub, backoff_s=0.3).complete(MESSAGES)
+    assert time.monotonic() - start >= 0.3  # waited like a 5xx retry
+
+
+def test_html_base_url_without_v1(stub: StubServer) -> None:
+    stub.web_ui = True  # a web UI answers every path outside /v1 with its page
+    c = OpenAICoder(MODEL, base_url=stub.root_url, max_retries=2, backoff_s=0.001, timeout_s=5.0)
+    with pytest.raises(CoderError) as exc:
+        c.complete(MESSAGES)
+    msg = one_line_error(exc)
+    assert "HTML" in msg and "lacks /v1" in msg and f"--base-url {stub.url}" in msg
+    assert stub.root_url in msg and "3 tries" in msg
+    assert len(stub.chat_requests) == 3
+
+
+def test_html_persistent_with_v1(stub: StubServer) -> None:
+    stub.push(*[html_page()] * 2)
+    with pytest.raises(CoderError) as exc:
+        coder(stub, max_retries=1).complete(MESSAGES)
+    msg = one_line_error(exc)
+    assert "HTML" in msg and stub.url in msg and "not an OpenAI-compatible API" in msg
+
+
+@pytest.mark.parametrize(("garbage", "said"), [(cut_json, "cut-off or invalid JSON"),
+                                               (no_choices, "no choices")],
+                         ids=["cut-json", "no-choices"])
+def test_persistent_garbage_one_line(stub: StubServer, garbage: Any, said: str) -> None:
+    stub.push(*[garbage()] * 3)
+    with pytest.raises(CoderError) as exc:
+        coder(stub, max_retries=2).complete(MESSAGES)
+    msg = one_line_error(exc)
+    assert said in msg and "3 tries" in msg and stub.url in msg
+
+
+def test_refusal_is_a_failed_sample(stub: StubServer) -> None:
+    stub.push(refusal("I can't help with that."), refusal(None))
+    c = coder(stub)
+    [out] = c.complete(MESSAGES)
+    assert out.failed and out.error == "the model refused to answer: I can't help with that."
+    assert extract_code(out.text) is None and len(stub.chat_requests) == 1  # not retried
+    [bare] = c.complete([*MESSAGES, {"role": "user", "content": "again"}])
+    assert bare.failed and bare.text == "" and "refusal" in (bare.error or "")
+
+
+def test_length_cut_is_a_failed_sample(stub: StubServer) -> None:
+    stub.push(length_cut())
+    c = coder(stub)
+    [out] = c.complete(MESSAGES)
+    assert out.failed and out.finish_reason == "length" and "length limit" in (out.error or "")
+    assert out.text == PLAIN[: len(PLAIN) // 2]  # what came back, for the repair conversation
+    assert out.completion_tokens == count_tokens(out.text) and len(stub.chat_requests) == 1
+
+
+def test_failed_samples_among_n(stub: StubServer) -> None:
+    stub.push(length_cut())
+    outs = coder(stub).complete(MESSAGES, n=2)
+    assert [o.failed for o in outs] == [True, True] and len(stub.chat_requests) == 1
+    [good] = coder(stub).complete(MESSAGES)
+    assert not good.failed and good.error is None
+
+
+def test_failed_sample_cached_and_replayed(stub: StubServer, tmp_path: Path) -> None:
+    stub.push(length_cut())
+    run, cache = tmp_path / "run", ResponseCache(tmp_path / "cache")
+    [first] = coder(stub, cache=cache, recorder=ExchangeRecorder(run)).complete(MESSAGES)
+    [again] = coder(stub, cache=cache).complete(MESSAGES)
+    [replayed] = ReplayCoder(run).complete(MESSAGES)
+    for out in (again, replayed):
+        assert out.cached and (out.text, out.error, out.finish_reason) == (
+            first.text, first.error, "length")
+    assert len(stub.chat_requests) == 1
 
 
 # -- n samples ----------------------------------------------------------------------------------

@@ -4,10 +4,17 @@ Uses the official ``openai`` client, built lazily on the first request (importin
 seconds), with the client's own retries off: this module retries with exponential backoff on
 429, 5xx, timeouts and connection errors, and turns every other failure (bad key, unknown
 model, empty account, dead endpoint) into a one-line :class:`CoderError`.
+
+A 200 answer that is no chat completion (an HTML page, cut-off JSON, no choices) is retried like
+a 5xx; one that keeps coming ends in a one-line :class:`CoderError` naming the likely cause (an
+HTML page: a base URL that lacks ``/v1``). A choice the model did not finish (a refusal, a reply
+cut at the length limit, an empty reply) is a *failed sample*: a :class:`Completion` whose
+``error`` says why, for the caller to reject and repair; it never stops the run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -27,6 +34,7 @@ __all__ = ["ChatClient", "OpenAICoder"]
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BACKOFF_CAP_S = 30.0
 _N_PARAM = re.compile(r"(?:\bn\b|\bnumber of (?:choices|completions)|\bmultiple choices)", re.I)
+_HTML = re.compile(r"<\s*(?:!doctype\s+html|html|head|body)\b", re.I)
 
 
 class ChatClient(Protocol):
@@ -39,8 +47,15 @@ class ChatClient(Protocol):
 
 
 @dataclass
+class _Choice:
+    text: str
+    error: str | None
+    finish_reason: str | None
+
+
+@dataclass
 class _Reply:
-    texts: list[str]
+    choices: list[_Choice]
     prompt_tokens: int
     completion_tokens: int
     model: str
@@ -48,6 +63,30 @@ class _Reply:
 
 class _NUnsupported(Exception):
     """The server refused ``n > 1``."""
+
+
+class _Garbage(Exception):
+    """A 200 answer that is no chat completion (retried like a 5xx): its ``kind`` (``html``,
+    ``text``, ``json``: cut-off or invalid, ``choices``: none) and an excerpt, ``detail``."""
+
+    def __init__(self, kind: str, detail: str = "") -> None:
+        super().__init__(kind, detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def _get(obj: Any, name: str) -> Any:
+    """``obj.name`` or ``obj[name]``; ``None`` when absent (servers send odd shapes)."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _one_line(text: object, limit: int = 200) -> str:
@@ -199,10 +238,11 @@ class OpenAICoder:
         self.usage.requests += 1
         self.usage.prompt_tokens += reply.prompt_tokens
         self.usage.completion_tokens += reply.completion_tokens
-        shares = _split(reply.completion_tokens, [len(t) for t in reply.texts])
-        return [Completion(text=t, prompt_tokens=reply.prompt_tokens if i == 0 else 0,
-                           completion_tokens=s, cached=False, model=reply.model)
-                for i, (t, s) in enumerate(zip(reply.texts, shares, strict=True))]
+        shares = _split(reply.completion_tokens, [len(c.text) for c in reply.choices])
+        return [Completion(text=c.text, prompt_tokens=reply.prompt_tokens if i == 0 else 0,
+                           completion_tokens=s, cached=False, model=reply.model, error=c.error,
+                           finish_reason=c.finish_reason)
+                for i, (c, s) in enumerate(zip(reply.choices, shares, strict=True))]
 
     def _send(self, messages: list[dict[str, str]], n: int) -> _Reply:
         """One request, retried on transient failures.
@@ -220,13 +260,17 @@ class OpenAICoder:
             try:
                 response = client.chat.completions.create(
                     model=self.model, messages=messages, temperature=self.temperature, **extra)
+                return self._parse(response, messages)
             except openai.OpenAIError as exc:
                 message, retry_after = self._diagnose(exc, n, tries)
-                if retry_after is None or attempt + 1 >= tries:
-                    raise CoderError(message) from None
-                time.sleep(min(max(self.backoff_s * 2.0**attempt, retry_after), BACKOFF_CAP_S))
-                continue
-            return self._parse(response, messages)
+            except json.JSONDecodeError as exc:  # a JSON body cut off or mangled on the way
+                bad = _Garbage("json", f"{exc.msg.lower()}, character {exc.pos}")
+                message, retry_after = self._garbage_message(bad, tries), 0.0
+            except _Garbage as exc:
+                message, retry_after = self._garbage_message(exc, tries), 0.0
+            if retry_after is None or attempt + 1 >= tries:
+                raise CoderError(message) from None
+            time.sleep(min(max(self.backoff_s * 2.0**attempt, retry_after), BACKOFF_CAP_S))
         raise CoderError(f"{self.model} at {self.url}: no answer after {tries} tries")
 
     def _diagnose(self, exc: Exception, n: int, tries: int) -> tuple[str, float | None]:
@@ -269,18 +313,71 @@ class OpenAICoder:
                 _retry_after(exc)
         return f"{where}: request rejected ({status}: {said})", None
 
+    def _garbage_message(self, bad: _Garbage, tries: int) -> str:
+        """The final one-line message for an answer that kept being no chat completion."""
+        where = f"{self.model!r} at {self.url}"
+        if bad.kind == "html":
+            if not self.url.endswith("/v1"):
+                return (f"{where} answered with an HTML web page instead of an API reply "
+                        f"({tries} tries): the base URL probably lacks /v1; try --base-url "
+                        f"{self.url}/v1 (or OPENAI_BASE_URL)")
+            return (f"{where} answered with an HTML web page instead of an API reply "
+                    f"({tries} tries): {self.url} is probably not an OpenAI-compatible API "
+                    "(a web UI or a proxy page?); check --base-url / OPENAI_BASE_URL")
+        if bad.kind == "text":
+            return (f"{where} answered with text that is not JSON ({bad.detail}), {tries} tries; "
+                    "is it an OpenAI-compatible endpoint? check --base-url / OPENAI_BASE_URL")
+        if bad.kind == "json":
+            return (f"{where}: the reply was cut-off or invalid JSON ({bad.detail}), {tries} "
+                    "tries; the server or a proxy in between truncates its answers")
+        return f"{where}: the response had no choices, {tries} tries ({bad.detail})"
+
     def _parse(self, response: Any, messages: list[dict[str, str]]) -> _Reply:
-        choices = sorted(response.choices or [], key=lambda c: c.index or 0)
-        texts = [(c.message.content if c.message is not None else None) or "" for c in choices]
-        if not texts:
-            raise CoderError(f"{self.model!r} at {self.url}: the response had no choices")
-        usage = response.usage
+        """The choices and token counts of one answer.
+
+        Raises:
+            _Garbage: the answer is no chat completion (retry it).
+        """
+        if isinstance(response, (str, bytes)):  # the client hands back a non-JSON body as text
+            text = response.decode("utf-8", "replace") if isinstance(response, bytes) else response
+            kind = "html" if _HTML.search(text[:4000]) else "text"
+            raise _Garbage(kind, _one_line(text, 80) or "an empty body")
+        raw = _get(response, "choices")
+        if not isinstance(raw, list) or not raw:
+            raise _Garbage("choices", f"choices: {_one_line(raw, 60)}")
+        choices = sorted(raw, key=lambda c: _count(_get(c, "index")))
+        parsed = [_choice(c) for c in choices]
+        usage = _get(response, "usage")
         if usage is not None:
-            prompt, completion = int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)
+            prompt = _count(_get(usage, "prompt_tokens"))
+            completion = _count(_get(usage, "completion_tokens"))
         else:  # some servers omit usage: estimate at ~4 characters a token
             prompt = sum(len(m.get("content") or "") for m in messages) // 4 + 1
-            completion = sum(len(t) // 4 + 1 for t in texts)
-        return _Reply(texts, prompt, completion, str(response.model or self.model))
+            completion = sum(len(c.text) // 4 + 1 for c in parsed)
+        return _Reply(parsed, prompt, completion, str(_get(response, "model") or self.model))
+
+
+def _choice(choice: Any) -> _Choice:
+    """One choice: its text, and why it is a failed sample (``None`` if it is not)."""
+    message = _get(choice, "message")
+    content = _get(message, "content")
+    content = content if isinstance(content, str) else None
+    refusal = _get(message, "refusal")
+    refusal = _one_line(refusal) if isinstance(refusal, str) and refusal.strip() else None
+    finish = _get(choice, "finish_reason")
+    finish = str(finish) if finish is not None else None
+    error: str | None = None
+    if finish == "length":
+        error = ("the reply was cut off at the length limit (finish_reason 'length') before "
+                 "the code was complete; write a shorter answer")
+    elif content is None:
+        error = (f"the model refused to answer: {refusal}" if refusal
+                 else "the model gave no content (a refusal)")
+    elif finish == "content_filter":
+        error = "the reply was withheld by the server's content filter"
+    elif not content.strip():
+        error = "the reply was empty"
+    return _Choice(text=content or refusal or "", error=error, finish_reason=finish)
 
 
 def _retry_after(exc: openai.APIStatusError) -> float:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from rewardsmith import __version__
+from rewardsmith.settings import default_for, help_for
 
 app = typer.Typer(help="Design reward functions for classic RL: check, train with and synthesize reward programs.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -38,8 +39,8 @@ def _guard(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     except RewardsmithError as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
+    except KeyboardInterrupt as exc:
+        typer.echo(f"error: interrupted{f' ({exc})' if str(exc) else ''}", err=True)
         raise typer.Exit(130) from None
 
 
@@ -76,17 +77,17 @@ def tasks_list(
 
     specs = list_tasks()
     if as_json:
-        _echo_json([{"name": t.name, "env_id": t.env_id, "description": t.description,
+        _echo_json([{"name": t.name, "version": t.version, "env_id": t.env_id, "description": t.description,
                      "has_builtin_reward": t.has_builtin_reward, "default_steps": t.default_steps} for t in specs])
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="rewardsmith tasks")
-    for col in ("task", "env", "variables", "fitness", "built-in reward", "default steps"):
+    for col in ("task@version", "env", "variables", "fitness", "built-in reward", "default steps"):
         table.add_column(col)
     for t in specs:
-        table.add_row(t.name, t.env_id, str(len(t.variables)), t.fitness.description,
+        table.add_row(t.ref, t.env_id, str(len(t.variables)), t.fitness.description,
                       "yes" if t.has_builtin_reward else "no", f"{t.default_steps:,}")
     Console().print(table)
 
@@ -107,7 +108,7 @@ def tasks_show(
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{spec.name}[/bold]  ({spec.env_id})\n{spec.description}\n")
+    console.print(f"[bold]{spec.ref}[/bold]  ({spec.env_id})\n{spec.description}\n")
     table = Table(title="reward-state variables")
     for col in ("name", "shape", "unit", "meaning"):
         table.add_column(col)
@@ -152,7 +153,7 @@ def check(
 
 @app.command()
 def train(
-    task: Annotated[str, typer.Option("--task", "-t", help="Task to train on.")],
+    task: Annotated[str, typer.Option("--task", "-t", help="Task to train on (name or name@version).")],
     reward: Annotated[Path | None, typer.Option("--reward", "-r", help="Reward program file.")] = None,
     builtin: Annotated[bool, typer.Option("--builtin", help="Use the env's own (human-designed) reward.")] = False,
     sparse: Annotated[bool, typer.Option("--sparse", help="Use the task's sparse baseline reward.")] = False,
@@ -161,87 +162,117 @@ def train(
     algo: Annotated[str | None, typer.Option(help="ppo or sac (default: the task's).")] = None,
     n_envs: Annotated[int, typer.Option("--n-envs", help="Parallel environments.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help=help_for("time_limit"))] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Train an SB3 agent with a reward and report the task's true fitness."""
+    """Train an SB3 agent with a reward and report the task's true fitness.
+
+    Training runs in a worker process watched against its time limit, so a reward that never
+    returns on the states training reaches stops with one line instead of hanging.
+    """
+    from datetime import datetime
+
     from rewardsmith.errors import TrainingError
-    from rewardsmith.train import train as run_train
+    from rewardsmith.executor import LocalExecutor, TrainJob
+    from rewardsmith.tasks import get_task
+    from rewardsmith.train import resolve_device
 
     chosen = [x for x in (reward is not None, builtin, sparse) if x]
     if len(chosen) != 1:
         _fail(TrainingError("give exactly one of --reward FILE, --builtin or --sparse"))
     if reward is not None and not reward.is_file():
         _fail(FileNotFoundError(f"no such file: {reward}"))
-    choice: Any = reward if reward is not None else ("builtin" if builtin else "sparse")
-    result = _guard(run_train, task, choice, steps=steps, seed=seed, algo=algo, n_envs=n_envs, device=device,
-                    out=out, progress=not as_json and sys.stderr.isatty())
+    if time_limit is not None and time_limit <= 0:
+        _fail(TrainingError(f"--time-limit must be positive seconds, got {time_limit:g}"))
+    spec = _guard(get_task, task)
+    _guard(resolve_device, device)
+    choice: Any = reward.read_text() if reward is not None else ("builtin" if builtin else "sparse")
+    if builtin and not spec.has_builtin_reward:
+        _fail(TrainingError(f"task {spec.name!r} has no built-in reward; pass a reward program or use --sparse"))
+    if reward is not None:  # reject a bad program here, before a worker starts
+        from rewardsmith.program import load_program
+
+        _guard(load_program, reward, spec)
+    folder = out or Path("runs") / f"train-{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    job = TrainJob(name=f"train {spec.ref}", task=spec, reward=choice, steps=int(steps or spec.default_steps),
+                   seed=seed, out=str(folder), algo=algo, n_envs=n_envs, time_limit_s=time_limit,
+                   progress=not as_json and sys.stderr.isatty(), reuse=False, device=device)
+    outcome = _guard(LocalExecutor(workers=1).run, [job])[0]
+    if outcome.result is None:
+        _fail(TrainingError(outcome.error or outcome.status))
+    result = outcome.result
     if as_json:
-        data = result.to_dict()
-        data.pop("curve", None)
-        _echo_json(data)
+        result.pop("curve", None)
+        _echo_json(result)
         return
-    success = "" if result.success_rate is None else f", success rate {result.success_rate:.0%}"
-    typer.echo(f"{result.task} [{result.reward}] {result.algo.upper()} seed {result.seed}: "
-               f"fitness {result.fitness_mean:.3f} ± {result.fitness_std:.3f} over {len(result.episodes)} "
-               f"episodes{success}; {result.steps:,} steps in {result.wall_s:.0f} s")
-    if result.nonfinite:
-        typer.echo(f"warning: {result.nonfinite} non-finite or failing reward values were replaced by 0", err=True)
-    typer.echo(f"saved to {result.out_dir}")
+    success = "" if result["success_rate"] is None else f", success rate {result['success_rate']:.0%}"
+    typer.echo(f"{result['task']} [{result['reward']}] {result['algo'].upper()} seed {result['seed']}: "
+               f"fitness {result['fitness_mean']:.3f} ± {result['fitness_std']:.3f} over {len(result['episodes'])} "
+               f"episodes{success}; {result['steps']:,} steps in {result['wall_s']:.0f} s")
+    if result.get("nonfinite"):
+        typer.echo(f"warning: {result['nonfinite']} non-finite or failing reward values were replaced by 0", err=True)
+    typer.echo(f"saved to {result['out_dir']}")
+
+
+def _setting(name: str, *flags: str) -> Any:
+    """A typer option whose default and help come from SynthesisConfig."""
+    return typer.Option(*flags, help=help_for(name))
 
 
 @app.command()
 def synthesize(
-    task: Annotated[str | None, typer.Option("--task", "-t", help="Task to design a reward for.")] = None,
-    coder: Annotated[str | None, typer.Option(
-        help="offline, openai or replay (default: openai when OPENAI_BASE_URL/OPENAI_API_KEY is set, else offline).")
-    ] = None,
-    iterations: Annotated[int, typer.Option(help="Rounds of the loop.")] = 3,
-    samples: Annotated[int, typer.Option(help="Programs per round.")] = 4,
-    steps: Annotated[int | None, typer.Option(help="Training steps per candidate (default: the task's).")] = None,
-    seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
-    workers: Annotated[int | None, typer.Option(help="Parallel trainings (default: CPU cores).")] = None,
-    final_seeds: Annotated[int, typer.Option("--final-seeds", help="Fresh seeds to re-train the best on.")] = 3,
+    task: Annotated[str | None, _setting("task", "--task", "-t")] = None,
+    coder: Annotated[str, _setting("coder")] = default_for("coder"),
+    iterations: Annotated[int, _setting("iterations")] = default_for("iterations"),
+    samples: Annotated[int, _setting("samples")] = default_for("samples"),
+    steps: Annotated[int | None, _setting("steps")] = default_for("steps"),
+    seed: Annotated[int, _setting("seed")] = default_for("seed"),
+    workers: Annotated[int | None, _setting("workers")] = default_for("workers"),
+    executor: Annotated[str, _setting("executor")] = default_for("executor"),
+    time_limit: Annotated[float | None, _setting("time_limit", "--time-limit")] = default_for("time_limit"),
+    final_seeds: Annotated[int, _setting("final_seeds", "--final-seeds")] = default_for("final_seeds"),
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the human and sparse baselines.")] = False,
     no_early_stop: Annotated[bool, typer.Option("--no-early-stop",
                                                 help="Run every round even when the task is solved.")] = False,
-    n_envs: Annotated[int, typer.Option("--n-envs", help="Environments per training.")] = 8,
-    algo: Annotated[str | None, typer.Option(help="ppo or sac (default: the task's).")] = None,
-    repair_rounds: Annotated[int, typer.Option("--repair-rounds", help="Repair requests per rejected program.")] = 1,
-    feedback: Annotated[str | None, typer.Option(help="Human feedback added to every round.")] = None,
+    n_envs: Annotated[int, _setting("n_envs", "--n-envs")] = default_for("n_envs"),
+    algo: Annotated[str | None, _setting("algo")] = default_for("algo"),
+    eval_episodes: Annotated[int | None, _setting("eval_episodes", "--eval-episodes")] = default_for("eval_episodes"),
+    repair_rounds: Annotated[int, _setting("repair_rounds", "--repair-rounds")] = default_for("repair_rounds"),
+    feedback: Annotated[str | None, _setting("feedback")] = default_for("feedback"),
     interactive: Annotated[bool, typer.Option(help="Pause after each round for typed feedback.")] = False,
-    gif_frames: Annotated[int, typer.Option("--gif-frames", help="Frames per rollout GIF (--interactive).")] = 40,
-    model: Annotated[str | None, typer.Option(help="LLM model name (openai coder).", envvar="REWARDSMITH_MODEL")] = None,
-    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Token budget for the run.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Bypass the LLM response cache.")] = False,
-    prompts: Annotated[Path | None, typer.Option(help="Folder of .j2 templates overriding the shipped ones.")] = None,
-    replay: Annotated[Path | None, typer.Option(help="Run directory to replay (with --coder replay).")] = None,
+    gif_frames: Annotated[int, _setting("gif_frames", "--gif-frames")] = default_for("gif_frames"),
+    model: Annotated[str | None, typer.Option(help=help_for("model"), envvar="REWARDSMITH_MODEL")] = None,
+    base_url: Annotated[str | None, _setting("base_url", "--base-url")] = default_for("base_url"),
+    temperature: Annotated[float, _setting("temperature")] = default_for("temperature"),
+    max_tokens: Annotated[int | None, _setting("max_tokens", "--max-tokens")] = default_for("max_tokens"),
+    no_cache: Annotated[bool, _setting("no_cache", "--no-cache")] = default_for("no_cache"),
+    prompts: Annotated[Path | None, typer.Option(help=help_for("prompts_dir"))] = None,
+    replay: Annotated[Path | None, typer.Option(help=help_for("replay_dir"))] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default runs/<task>-<timestamp>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Resume the run in this directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Design a reward for a task: coder writes programs, agents train, reflection improves them."""
-    from rewardsmith.coders import default_coder_kind
     from rewardsmith.errors import RewardsmithError
-    from rewardsmith.loop import SynthesisConfig
     from rewardsmith.loop import synthesize as run_synthesize
+    from rewardsmith.settings import SynthesisConfig
 
     if resume is None and task is None:
         _fail(RewardsmithError("give --task TASK (or --resume DIR)"))
-    kind = coder or ("replay" if replay else default_coder_kind())
-    if coder is None and resume is None and not as_json:
-        typer.echo(f"coder: {kind}" + (" (no OPENAI_BASE_URL / OPENAI_API_KEY set: using the built-in offline "
-                                       "coder)" if kind == "offline" else ""), err=True)
     config = None
     if resume is None:
-        config = SynthesisConfig(
-            task=task or "", coder=kind, iterations=iterations, samples=samples, steps=steps, seed=seed,
-            final_seeds=final_seeds, baselines=not no_baselines, repair_rounds=repair_rounds, gif_frames=gif_frames, stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, feedback=feedback,
-            model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens, no_cache=no_cache,
-            prompts_dir=str(prompts) if prompts else None, replay_dir=str(replay) if replay else None,
-            **({"workers": workers} if workers else {}))
+        config = _guard(SynthesisConfig(
+            task=task or "", coder=coder, iterations=iterations, samples=samples, steps=steps, seed=seed,
+            workers=workers, executor=executor, time_limit=time_limit, final_seeds=final_seeds,
+            baselines=not no_baselines, repair_rounds=repair_rounds, gif_frames=gif_frames,
+            stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, eval_episodes=eval_episodes,
+            feedback=feedback, model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens,
+            no_cache=no_cache, prompts_dir=str(prompts) if prompts else None,
+            replay_dir=str(replay) if replay else None).validated)
+        if coder == "auto" and not as_json:
+            typer.echo(f"coder: {config.coder}" + (" (no OPENAI_BASE_URL / OPENAI_API_KEY set: using the built-in "
+                                                  "offline coder)" if config.coder == "offline" else ""), err=True)
 
     def log(line: str) -> None:
         typer.echo(line, err=as_json)
@@ -252,21 +283,43 @@ def synthesize(
     if as_json:
         _echo_json({k: v for k, v in summary.items() if k != "candidates"})
         return
+    for line in summary_lines(summary):
+        typer.echo(line)
+
+
+def _num(value: Any, fmt: str = ".4g") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The end-of-run lines of ``synthesize`` (never fails on a missing figure)."""
     best = summary["best"]
-    base = summary["baselines"]
-    typer.echo(f"best reward: {best['source']}  fitness {best['fitness_mean']:.4g} ± {best['fitness_std']:.3g} "
-               f"(IQM {best['fitness_iqm']:.4g}, 95% CI [{best['ci95'][0]:.4g}, {best['ci95'][1]:.4g}])")
+    lines = []
+    if best.get("fitness_mean") is None:
+        lines.append(f"best reward: {best['source']}  search fitness {_num(best.get('search_fitness'))}; every "
+                     "final re-training failed, so there is no re-trained fitness")
+        for name, errors in (summary.get("final_failures") or {}).items():
+            lines.extend(f"  {name}: {e}" for e in errors[:3])
+    else:
+        ci = best.get("ci95") or [None, None]
+        lines.append(f"best reward: {best['source']}  fitness {_num(best['fitness_mean'])} ± "
+                     f"{_num(best['fitness_std'], '.3g')} (IQM {_num(best['fitness_iqm'])}, 95% CI "
+                     f"[{_num(ci[0])}, {_num(ci[1])}]); search fitness {_num(best.get('search_fitness'))}")
     for name in ("human", "sparse"):
-        if base.get(name):
-            typer.echo(f"{name:>6s} baseline: {base[name]['mean']:.4g} ± {base[name]['std']:.3g}")
+        base = (summary.get("baselines") or {}).get(name)
+        if base:
+            lines.append(f"{name:>6s} baseline: {_num(base['mean'])} ± {_num(base['std'], '.3g')} "
+                         f"(IQM {_num(base.get('iqm'))})")
     if summary.get("hns") is not None:
-        typer.echo(f"human-normalised score: {summary['hns']:.3f}")
+        lines.append(f"human-normalised score: {summary['hns']:.3f}")
     if summary.get("hns_note"):
-        typer.echo(f"note: the human-normalised score is {summary['hns_note']}")
+        lines.append(f"note: the human-normalised score is {summary['hns_note']}")
     if summary.get("report"):
-        typer.echo(f"figure: {summary['report']}")
-    typer.echo(f"tokens: {summary['tokens']['prompt']} prompt + {summary['tokens']['completion']} completion "
-               f"in {summary['requests']} requests; {summary['wall_s']:.0f} s")
+        lines.append(f"figure: {summary['report']}")
+    tokens = summary.get("tokens") or {}
+    lines.append(f"tokens: {tokens.get('prompt', 0)} prompt + {tokens.get('completion', 0)} completion "
+                 f"in {summary.get('requests', 0)} requests; {summary.get('wall_s') or 0:.0f} s")
+    return lines
 
 
 @app.command()
@@ -281,7 +334,7 @@ def report(
     typer.echo(str(path))
 
 
-def _ask_feedback(round_idx: int, candidates: list[dict[str, Any]]) -> str | None:
+def _ask_feedback(round_idx: int, candidates: list[Any]) -> str | None:
     from rich.console import Console
     from rich.table import Table
 
@@ -290,12 +343,12 @@ def _ask_feedback(round_idx: int, candidates: list[dict[str, Any]]) -> str | Non
     for col in ("candidate", "fitness", "components / error"):
         table.add_column(col)
     for c in candidates:
-        fit = "-" if c.get("fitness_mean") is None else f"{c['fitness_mean']:.4g}"
-        table.add_row(str(c["index"]), fit, c.get("error") or ", ".join(c.get("components", [])))
+        fit = "-" if c.fitness_mean is None else f"{c.fitness_mean:.4g}"
+        table.add_row(str(c.index), fit, c.error or ", ".join(c.components))
     console.print(table)
     for c in candidates:
-        if c.get("gif"):
-            typer.echo(f"candidate {c['index']} rollout: {c['gif']}", err=True)
+        if c.gif:
+            typer.echo(f"candidate {c.index} rollout: {c.gif}", err=True)
     text = typer.prompt("feedback for the next round (empty to continue)", default="", show_default=False,
                         err=True)
     return text.strip() or None

@@ -145,7 +145,7 @@ def test_killed_run_resumes_without_redoing_work(tmp_path: Path) -> None:
 def test_interactive_feedback_reaches_the_next_round(tmp_path: Path) -> None:
     seen: list[list[dict]] = []
 
-    def ask(round_idx: int, cands: list[dict]) -> str | None:
+    def ask(round_idx: int, cands: list) -> str | None:
         seen.append(cands)
         return "more pole angle upright please" if round_idx == 0 else None
 
@@ -157,7 +157,7 @@ def test_interactive_feedback_reaches_the_next_round(tmp_path: Path) -> None:
                                feedback="keep the cart centred", prompts_dir=str(prompts)),
                out=out, log=lambda _: None, ask_feedback=ask)
     assert len(seen) == 2
-    gif = Path(seen[0][0]["gif"])
+    gif = Path(seen[0][0].gif)
     assert gif.is_file() and gif.read_bytes()[:3] == b"GIF"
     second = json.loads((out / "rounds" / "r01" / "prompt.json").read_text())[1]["content"]
     assert "keep the cart centred" in second and "more pole angle upright please" in second
@@ -167,16 +167,17 @@ def test_interactive_feedback_reaches_the_next_round(tmp_path: Path) -> None:
 
 
 def test_early_stop_only_when_nothing_is_left_to_gain(tmp_path: Path) -> None:
+    from rewardsmith.candidate import Candidate
     from rewardsmith.coders.offline import OfflineCoder
     from rewardsmith.loop import RunDir, Synthesizer
 
-    loop = Synthesizer(SynthesisConfig(**TINY), RunDir(tmp_path), coder=OfflineCoder(), log=lambda _: None)
+    loop = Synthesizer(SynthesisConfig(**TINY), RunDir(tmp_path), coder=OfflineCoder())
     assert not loop._solved()
-    loop.history = [{"fitness_mean": 1000.0, "fitness_std": 0.0, "round": 0, "index": 0}]
+    loop.history = [Candidate(0, 0, fitness_mean=1000.0, fitness_std=0.0)]
     assert loop._solved()  # every evaluation episode lasted the whole 1000-step limit
-    loop.history[0]["fitness_std"] = 5.0
+    loop.history[0].fitness_std = 5.0
     assert not loop._solved()
     hopper = Synthesizer(SynthesisConfig(**{**TINY, "task": "hopper-forward"}), RunDir(tmp_path / "h"),
-                         coder=OfflineCoder(), log=lambda _: None)
-    hopper.history = [{"fitness_mean": 1000.0, "fitness_std": 0.0, "round": 0, "index": 0}]
+                         coder=OfflineCoder())
+    hopper.history = [Candidate(0, 0, fitness_mean=1000.0, fitness_std=0.0)]
     assert not hopper._solved()  # distance has no ceiling

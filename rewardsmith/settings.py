@@ -1,0 +1,107 @@
+"""The settings of ``rewardsmith synthesize``: one documented dataclass.
+
+The CLI takes every default and help text from :class:`SynthesisConfig` (``help_for``,
+``default_for``), so the library call ``synthesize(SynthesisConfig(task=...))`` and the command
+``rewardsmith synthesize --task ...`` behave the same when given the same (or no) options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewardsmith.errors import RewardsmithError
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    if callable(default) and not isinstance(default, type):
+        return field(default_factory=default, metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SynthesisConfig:
+    """Settings of one synthesis run (every option of ``rewardsmith synthesize``)."""
+
+    task: str = _opt("", "Task to design a reward for (`name` or `name@version`; see `rewardsmith tasks`).")
+    coder: str = _opt("auto", "offline, openai or replay; auto = openai when OPENAI_BASE_URL / OPENAI_API_KEY "
+                              "is set, else the built-in offline coder.")
+    iterations: int = _opt(3, "Rounds of the loop.")
+    samples: int = _opt(4, "Programs asked for per round.")
+    steps: int | None = _opt(None, "Training steps per candidate (default: the task's budget).")
+    seed: int = _opt(0, "Base seed: candidates train on seed+1000*(round+1)+index, the final re-training and "
+                        "baselines on seed+k.")
+    workers: int | None = _opt(None, "Parallel trainings (default: the CPU cores).")
+    executor: str = _opt("local", "Where trainings run: local (a process pool on this machine).")
+    time_limit: float | None = _opt(None, "Seconds one training may take before it is killed and reported as "
+                                          "out of time (default: derived from the budget and the measured "
+                                          "step rate).")
+    final_seeds: int = _opt(3, "Fresh seeds to re-train the best program (and the baselines) on.")
+    baselines: bool = _opt(True, "Train the human (built-in) and sparse baselines at the same budget and seeds.")
+    repair_rounds: int = _opt(1, "Repair requests per rejected program.")
+    algo: str | None = _opt(None, "ppo or sac (default: the task's).")
+    n_envs: int = _opt(8, "Environments per training.")
+    eval_episodes: int | None = _opt(None, "Evaluation episodes per training (default: the task's).")
+    feedback: str | None = _opt(None, "Human feedback added to every round's prompt.")
+    model: str | None = _opt(None, "LLM model name (openai coder).")
+    base_url: str | None = _opt(None, "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")
+    temperature: float = _opt(1.0, "Sampling temperature.")
+    max_tokens: int | None = _opt(None, "Token budget of the run (prompt + completion).")
+    no_cache: bool = _opt(False, "Bypass the LLM response cache.")
+    prompts_dir: str | None = _opt(None, "Folder of .j2 templates overriding the shipped ones by name.")
+    replay_dir: str | None = _opt(None, "Run directory to replay (with the replay coder).")
+    gif_frames: int = _opt(40, "Frames per rollout GIF (interactive runs).")
+    stop_when_solved: bool = _opt(True, "Stop early when the best program reaches the task's maximum fitness.")
+
+    def validated(self) -> SynthesisConfig:
+        """A copy with ``auto`` resolved and every value checked (raises RewardsmithError)."""
+        from rewardsmith.coders import default_coder_kind
+
+        problems = []
+        for name in ("iterations", "samples", "final_seeds", "n_envs"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.samples > 999 or self.final_seeds > 999:
+            problems.append("samples and final_seeds must be below 1000 (seeds would collide)")
+        if self.repair_rounds < 0:
+            problems.append(f"repair_rounds must be >= 0 (got {self.repair_rounds})")
+        if self.steps is not None and self.steps < 1:
+            problems.append(f"steps must be positive (got {self.steps})")
+        if self.time_limit is not None and self.time_limit <= 0:
+            problems.append(f"time_limit must be positive seconds (got {self.time_limit})")
+        if problems:
+            raise RewardsmithError("; ".join(problems))
+        coder = self.coder
+        if coder == "auto":
+            coder = "replay" if self.replay_dir else default_coder_kind()
+        return dataclasses.replace(self, coder=coder,
+                                   workers=self.workers or max(1, os.cpu_count() or 1))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SynthesisConfig:
+        """From a manifest's ``config`` (unknown keys of other versions are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _field(name: str) -> dataclasses.Field:
+    for f in dataclasses.fields(SynthesisConfig):
+        if f.name == name:
+            return f
+    raise KeyError(name)
+
+
+def help_for(name: str) -> str:
+    """The help text of setting ``name``."""
+    return _field(name).metadata["help"]
+
+
+def default_for(name: str) -> Any:
+    """The default of setting ``name``."""
+    f = _field(name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+__all__ = ["SynthesisConfig", "default_for", "help_for"]

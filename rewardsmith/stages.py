@@ -1,0 +1,152 @@
+"""The loop's stages over :class:`~rewardsmith.candidate.Candidate`: propose, accept, evaluate, select.
+
+Each is a plain function of its inputs, testable alone; :class:`rewardsmith.loop.Synthesizer`
+composes them (with reflect and finalize) into rounds. A new selection rule (e.g. by
+preferences) is a function with :func:`select_by_fitness`'s signature; a new executor implements
+:class:`rewardsmith.executor.Executor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rewardsmith.candidate import Candidate, candidate_seed
+from rewardsmith.coders.base import Coder, CoderContext, CoderError, Completion
+from rewardsmith.executor import Executor, JobOutcome, TrainJob
+from rewardsmith.fsutil import atomic_write_json, read_json
+from rewardsmith.tasks import TaskSpec
+
+Render = Callable[..., str]
+
+
+# -- propose ----------------------------------------------------------------------------------
+def build_messages(task: TaskSpec, render: Render, best: Candidate | None, last_round: Sequence[Candidate],
+                   feedback: Sequence[str]) -> list[dict[str, str]]:
+    """The chat messages of a round: the task, the reflection on the best so far, human feedback."""
+    user = render("task", task=task)
+    if best is not None:
+        others = [{"index": c.index, "fitness_mean": c.fitness_mean, "error": c.error, "components": c.components}
+                  for c in last_round if c is not best]
+        user += "\n\n" + render("reflection", task=task, best=best.to_dict(), others=others)
+    for text in feedback:
+        user += "\n\n" + render("human_feedback", feedback=text)
+    return [{"role": "system", "content": render("system")}, {"role": "user", "content": user}]
+
+
+def propose(coder: Coder, messages: list[dict[str, str]], n: int, context: CoderContext) -> list[Completion]:
+    """Ask the coder for ``n`` programs (raises CoderError when it cannot answer at all)."""
+    return coder.complete(messages, n=n, context=context)
+
+
+# -- accept -----------------------------------------------------------------------------------
+def _sample_error(completion: Completion) -> str | None:
+    """Why a completion is a failed sample (a refusal, a reply cut at the length limit), or None."""
+    error = getattr(completion, "error", None)
+    if error:
+        return str(error)
+    if getattr(completion, "finish_reason", None) == "length":
+        return "the reply was cut off at the length limit before the code was complete"
+    return None
+
+
+def accept(completion: Completion | str, messages: list[dict[str, str]], round_idx: int, index: int, *,
+           task: TaskSpec, coder: Coder, render: Render, repair_rounds: int,
+           context: Callable[..., CoderContext]) -> Candidate:
+    """Extract and check a response, repairing it up to ``repair_rounds`` times.
+
+    A failed sample (refusal, cut-off reply), a reply without code and a program the check
+    rejects all get their precise error back in a repair request; the candidate is ``accepted``
+    or ``rejected`` with the last error.
+    """
+    from rewardsmith.coders.extract import extract_code
+    from rewardsmith.program import check_program
+
+    cand = Candidate(round=round_idx, index=index)
+    convo = list(messages)
+    reply = completion if isinstance(completion, Completion) else Completion(text=completion)
+    for attempt in range(repair_rounds + 1):
+        text = reply.text or ""
+        line = None
+        code = None
+        error = _sample_error(reply)
+        stage = "sample"
+        if error is None:
+            code = extract_code(text)
+            if code is None:
+                error, stage = "the reply contains no Python code block", "extract"
+            else:
+                result = check_program(code, task)
+                if result.ok:
+                    cand.source, cand.components, cand.notes = code, result.components, list(result.notes)
+                    cand.status, cand.error, cand.stage = "accepted", None, None
+                    cand.attempts.append({"ok": True})
+                    return cand
+                error, stage, line = result.error, result.stage, result.line
+        cand.attempts.append({"ok": False, "error": error, "stage": stage})
+        cand.source, cand.error, cand.stage, cand.status = code, error, stage, "rejected"
+        if attempt == repair_rounds:
+            break
+        convo = convo + [{"role": "assistant", "content": text},
+                         {"role": "user", "content": render("error", error=error, stage=stage, line=line)}]
+        try:
+            reply = coder.complete(convo, n=1, context=context(round_idx, repair_of=code, error=error))[0]
+        except CoderError as exc:
+            cand.error = f"repair request failed: {exc}"
+            break
+    return cand
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[[Any, int, str, str], TrainJob],
+             rounds_dir: Path, base_seed: int, task: TaskSpec,
+             on_done: Callable[[JobOutcome], None] | None = None) -> dict[str, dict[str, Any]]:
+    """Train every accepted candidate through ``executor``; returns ``{candidate name: TrainResult dict}``.
+
+    Trained candidates get their fitness and reflection; failed ones ``failed`` or ``timeout``
+    with the reason. A failure is recorded in the candidate's folder (``failure.json``), so a
+    resumed run does not spend the time again; a training whose ``result.json`` is intact is
+    reused, one cut short is redone.
+    """
+    from rewardsmith.reflection import reflect
+
+    jobs: list[tuple[Candidate, TrainJob]] = []
+    for c in cands:
+        if c.status not in ("accepted", "trained", "failed", "timeout") or c.source is None:
+            continue
+        out = rounds_dir / f"c{c.index:02d}"
+        failure = read_json(out / "failure.json")
+        if isinstance(failure, dict) and failure.get("status") in ("failed", "timeout"):
+            c.status, c.error, c.stage = failure["status"], failure.get("error"), failure.get("stage")
+            continue
+        c.seed = candidate_seed(base_seed, c.round, c.index)
+        jobs.append((c, make_job(c.source, c.seed, str(out), c.name)))
+    outcomes = executor.run([j for _, j in jobs], on_done=on_done)
+    results: dict[str, dict[str, Any]] = {}
+    for (c, job), outcome in zip(jobs, outcomes):
+        if outcome.result is None:
+            c.status = "timeout" if outcome.status == "timeout" else "failed"
+            c.stage = "timeout" if outcome.status == "timeout" else "training"
+            c.error = f"training {'ran out of time' if outcome.status == 'timeout' else 'failed'}: {outcome.error}"
+            atomic_write_json(Path(job.out) / "failure.json", {"status": c.status, "stage": c.stage,
+                                                              "error": c.error, "wall_s": outcome.wall_s,
+                                                              "steps_done": outcome.steps_done})
+            continue
+        res = outcome.result
+        c.status, c.error, c.stage = "trained", None, None
+        c.fitness_mean, c.fitness_std = res["fitness_mean"], res["fitness_std"]
+        c.success_rate, c.wall_s = res.get("success_rate"), res.get("wall_s")
+        c.stats = reflect(task, res, c.components)
+        results[c.name] = res
+    return results
+
+
+# -- select -----------------------------------------------------------------------------------
+def select_by_fitness(history: Sequence[Candidate]) -> Candidate | None:
+    """The trained candidate with the highest mean fitness (the earliest on ties), or None."""
+    trained = [c for c in history if c.trained]
+    return max(trained, key=lambda c: c.fitness_mean) if trained else None  # type: ignore[arg-type,return-value]
+
+
+__all__ = ["accept", "build_messages", "evaluate", "propose", "select_by_fitness"]

@@ -206,3 +206,21 @@ def test_synthesize_interactive_shows_table_and_takes_feedback(runner, tmp_path,
     prompt = json.loads((out / "rounds" / "r01" / "prompt.json").read_text())[1]["content"]
     assert "more pole angle upright" in prompt
     assert "best reward:" in result.stdout
+
+
+SLOW = ("def compute_reward(pole_angle, action):\n"
+        "    acc = 0.0\n"
+        "    for i in range(20000):\n"
+        "        acc = math.sin(acc + pole_angle + i)\n"
+        "    return 1.0 + 0.0 * acc, {'alive': 1.0}\n")
+
+
+def test_train_past_its_time_limit_stops_with_one_line(runner, tmp_path):
+    reward = tmp_path / "slow.py"
+    reward.write_text(SLOW)
+    result = runner.invoke(app, ["train", "--task", "inverted-pendulum", "--reward", str(reward), "--steps", "200000",
+                                 "--n-envs", "2", "--time-limit", "8", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result)
+    assert "out of time" in line and "8 s" in line
+    assert not (tmp_path / "run" / "result.json").exists()

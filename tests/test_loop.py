@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from openai_stub import StubServer, ok, serve
+from openai_stub import StubServer, html_page, length_cut, ok, refusal, serve
 
 from rewardsmith.errors import RewardsmithError
 from rewardsmith.loop import SynthesisConfig, synthesize
@@ -181,3 +181,16 @@ def test_early_stop_only_when_nothing_is_left_to_gain(tmp_path: Path) -> None:
                          coder=OfflineCoder())
     hopper.history = [Candidate(0, 0, fitness_mean=1000.0, fitness_std=0.0)]
     assert not hopper._solved()  # distance has no ceiling
+
+
+def test_malformed_answers_never_stop_the_run(tmp_path: Path, stub: StubServer) -> None:
+    """Transient HTML is retried; a refusal and a reply cut at the length limit go to repair."""
+    stub.push(html_page(), refusal(None), ok(GOOD), length_cut(), ok(GOOD))
+    config = SynthesisConfig(**TINY, coder="openai", base_url=stub.url, model="stub-model", iterations=2,
+                             samples=1, final_seeds=1, baselines=False, no_cache=True, stop_when_solved=False)
+    summary = synthesize(config, out=tmp_path / "run", log=lambda _: None)
+    for r in ("r00", "r01"):
+        cand = json.loads((tmp_path / "run" / "rounds" / r / "candidates.json").read_text())[0]
+        assert cand["attempts"][0]["stage"] == "sample" and cand["attempts"][1]["ok"], cand
+        assert cand["status"] in ("accepted", "trained")
+    assert summary["best"]["fitness_mean"] is not None

@@ -4,7 +4,10 @@ numba's ``cache=True`` needs a real source file, so each program's source is wri
 ``<cache>/rs_<hash>.py`` (the hash covers the source, the task's state layout and the compiler
 versions), loaded as a module registered in ``sys.modules``, and its functions compiled there:
 numba then stores machine code beside it, and the same program is never compiled twice, across
-processes included. An in-process memo skips even the cache load.
+processes included. An in-process memo skips even the cache load. The probe's child compiles
+with ``load_only=True``: it loads what the parent cached and, on a miss, compiles in memory, never
+writing (its file-size limit is 0). numba's cache goes wherever numba puts it (``NUMBA_CACHE_DIR``
+included); the probe passes that setting on, so parent and child look in the same place.
 
 Every function is compiled with ``boundscheck=True`` (an out-of-bounds index raises instead of
 reading garbage or crashing the host) and ``error_model="numpy"`` (x/0 gives inf, which the runtime
@@ -13,12 +16,12 @@ guard then replaces, instead of raising).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import importlib.util
 import os
 import re
 import sys
-import tempfile
 import threading
 import types as pytypes
 from pathlib import Path
@@ -26,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from rewardsmith.errors import RewardProgramError
+from rewardsmith.errors import RewardProgramError, RewardsmithError
+from rewardsmith.fsutil import atomic_write_text, cache_root
 from rewardsmith.program.rewrite import rewrite
-from rewardsmith.program.validate import ValidatedProgram
+from rewardsmith.program.validate import SAFE_BUILTINS, ValidatedProgram
 from rewardsmith.tasks import TaskSpec
 
 COMPILER_VERSION = "2"
@@ -37,10 +41,24 @@ _MEMO: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
+class CompileCacheError(RewardsmithError, OSError):
+    """The compile cache folder cannot be created (e.g. a read-only home and no ``$REWARDSMITH_CACHE``)."""
+
+
 def cache_dir() -> Path:
-    """Where compiled programs live (``$REWARDSMITH_CACHE`` or ``~/.cache/rewardsmith``), mode 0700."""
-    root = Path(os.environ.get("REWARDSMITH_CACHE") or Path.home() / ".cache" / "rewardsmith") / "programs"
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Where compiled programs live (``<cache_root()>/programs``), mode 0700.
+
+    Raises:
+        CompileCacheError: the folder cannot be created.
+    """
+    root = cache_root() / "programs"
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        hint = "" if os.environ.get("REWARDSMITH_CACHE") else " (the default is under your home folder)"
+        raise CompileCacheError(
+            f"cannot create the compile cache {root}{hint}: {exc.strerror or exc}; "
+            "set REWARDSMITH_CACHE to a writable folder") from None
     return root
 
 
@@ -138,25 +156,75 @@ def _check_return_type(dispatcher: Any, entry: str) -> int:
     return len(getattr(comps, "types", ()))
 
 
-def _load_module(key: str, source: str) -> pytypes.ModuleType:
+def _load_module(key: str, source: str, write: bool = True) -> tuple[pytypes.ModuleType, bool]:
+    """The program's module, backed by ``<cache>/rs_<key>.py``; and whether numba may cache beside it.
+
+    With ``write=False`` (the probe) the source file is never written: when it is missing or differs,
+    the module gets the same path but numba must compile in memory (its cache is stamped by the file).
+    """
     name = f"rs_{key}"
-    if name in sys.modules:
-        return sys.modules[name]
     path = cache_dir() / f"{name}.py"
-    if not path.exists() or path.read_text() != source:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(source)
-        os.replace(tmp, path)
+    try:
+        cacheable = path.read_text(encoding="utf-8") == source
+    except (OSError, UnicodeDecodeError):
+        cacheable = False
+    if not cacheable and write:
+        try:
+            atomic_write_text(path, source)
+        except OSError as exc:
+            raise CompileCacheError(f"cannot write the compile cache {path}: {exc.strerror or exc}; "
+                                    "set REWARDSMITH_CACHE to a writable folder") from None
+        cacheable = True
+    if name in sys.modules:
+        return sys.modules[name], cacheable
     spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     module.__file__ = str(path)
     sys.modules[name] = module
-    return module
+    return module, cacheable
 
 
-def compile_validated(program: ValidatedProgram, task: TaskSpec) -> CompiledProgram:
+class _LoadOnlyCache:
+    """Wraps a dispatcher's numba cache: loads from it, never saves (a miss compiles in memory)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        return self._inner.load_overload(sig, target_context)
+
+    def save_overload(self, sig: Any, data: Any) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _jit(fn: Any, cache: bool, load_only: bool) -> Any:
+    """``numba.njit`` with :data:`NJIT_OPTIONS`; with ``load_only``, never writes numba's cache."""
+    import numba
+
+    options = dict(NJIT_OPTIONS, cache=cache)
+    try:
+        dispatcher = numba.njit(**options)(fn)
+    except RuntimeError:  # numba found no writable place for its cache: compile in memory
+        dispatcher = numba.njit(**dict(options, cache=False))(fn)
+    if load_only and getattr(dispatcher, "_cache", None) is not None:
+        if hasattr(dispatcher._cache, "save_overload"):
+            dispatcher._cache = _LoadOnlyCache(dispatcher._cache)
+        else:  # pragma: no cover - a numba without the cache interface this relies on
+            dispatcher = numba.njit(**dict(options, cache=False))(fn)
+    return dispatcher
+
+
+def compile_validated(program: ValidatedProgram, task: TaskSpec, load_only: bool = False) -> CompiledProgram:
     """Rewrite and compile ``program`` for ``task`` (stage 2); cached by content.
+
+    With ``load_only`` (what the probe's child uses, whose file writes are forbidden) nothing is
+    written: machine code comes from the cache when it is there, else is compiled in memory.
 
     Raises:
         RewardProgramError: stage ``validate`` (bad return form) or ``compile``.
@@ -168,7 +236,7 @@ def compile_validated(program: ValidatedProgram, task: TaskSpec) -> CompiledProg
     tree, components = rewrite(program)
     import numba
 
-    module = _load_module(key, program.source)
+    module, cacheable = _load_module(key, program.source, write=not load_only)
     path = module.__file__
     ns = module.__dict__
     ns.update({"np": np, "math": __import__("math")})
@@ -177,7 +245,7 @@ def compile_validated(program: ValidatedProgram, task: TaskSpec) -> CompiledProg
     except Exception as exc:  # pragma: no cover - validation makes this unreachable
         raise RewardProgramError("compile", f"defining the functions failed: {exc}") from None
     for name in [program.entry, *program.helpers]:
-        ns[name] = numba.njit(**NJIT_OPTIONS)(ns[name])
+        ns[name] = _jit(ns[name], cacheable, load_only)
     slices = task.slices()
     args = []
     for p in program.params:
@@ -188,7 +256,7 @@ def compile_validated(program: ValidatedProgram, task: TaskSpec) -> CompiledProg
     n_lines = program.source.count("\n") + 2
     kernel_src = _kernel_source(program.entry, args, len(components), n_lines + 1)
     exec(compile(kernel_src, path, "exec"), ns)
-    batch = numba.njit(**NJIT_OPTIONS)(ns["_rs_batch"])
+    batch = _jit(ns["_rs_batch"], cacheable, load_only)
     f64, arr1 = numba.float64, numba.types.Array(numba.float64, 1, "C")
     sig = tuple(f64 if task.variable(p).shape == () else arr1 for p in program.params)
     try:
@@ -235,11 +303,11 @@ def python_function(program: ValidatedProgram) -> Any:
     Used as the reference in equivalence tests and the baseline in benchmarks; the source was
     validated, so executing its definitions runs no user code.
     """
-    ns: dict[str, Any] = {"np": np, "math": __import__("math"), "__builtins__": _SAFE_BUILTINS}
+    ns: dict[str, Any] = {"np": np, "math": __import__("math"), "__builtins__": _safe_builtins()}
     exec(compile(program.tree, "<reward program>", "exec"), ns)
     return ns[program.entry]
 
 
-_SAFE_BUILTINS = {n: getattr(__import__("builtins"), n) for n in
-                  ("abs", "min", "max", "float", "int", "bool", "range", "len", "sum", "round", "enumerate",
-                   "zip", "pow")}
+def _safe_builtins() -> dict[str, Any]:
+    """The builtins a reward program may use (:data:`~rewardsmith.program.validate.SAFE_BUILTINS`)."""
+    return {n: getattr(builtins, n) for n in sorted(SAFE_BUILTINS)}

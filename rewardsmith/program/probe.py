@@ -4,7 +4,8 @@ The child is ``python -I`` in a new session with a scrubbed environment (one thr
 numba), ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE=0`` (no file writes), a small
 ``RLIMIT_NOFILE`` once it has loaded the program, stdout and stderr away from the terminal, and a
 network namespace of its own where the OS allows it (Linux as root). The parent kills the whole
-process group at the wall timeout. It loads the program from the compile cache (no compile) and
+process group at the wall timeout. It loads the program from the compile cache and never writes: it sees the parent's cache
+locations (``REWARDSMITH_CACHE``, ``NUMBA_CACHE_DIR``) and, on a miss, compiles in memory. It
 checks, on each state: a finite scalar total and finite components, no exception, the same result
 twice (determinism), inputs left unchanged, and the time per call.
 
@@ -86,6 +87,28 @@ def sample_states(task: TaskSpec, n: int = 64, seed: int = 0) -> np.ndarray:
     return out
 
 
+# numba settings that decide where its cache is and which entries match (the index is keyed by the
+# CPU name and features): the child must see the parent's, or it misses the cache the parent wrote.
+_NUMBA_CACHE_ENV = ("NUMBA_CACHE_DIR", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES")
+
+
+def _child_env() -> dict[str, str]:
+    """The child's whole environment: one thread, and the parent's cache locations (as absolute
+    paths, since the child runs in the temporary folder)."""
+    from rewardsmith.fsutil import cache_root
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "NUMBA_NUM_THREADS": "1", "NUMBA_DISABLE_PERFORMANCE_WARNINGS": "1",
+        "REWARDSMITH_CACHE": os.path.abspath(cache_root()),
+    }
+    for name in _NUMBA_CACHE_ENV:
+        if os.environ.get(name):
+            env[name] = os.path.abspath(os.environ[name]) if name == "NUMBA_CACHE_DIR" else os.environ[name]
+    return env
+
+
 def _limits(memory_mb: int, cpu_s: int) -> None:  # pragma: no cover - runs in the child
     import resource
 
@@ -107,13 +130,7 @@ def probe(source: str, task: TaskSpec, states: np.ndarray | None = None, timeout
         "states": np.asarray(states, dtype=np.float64).tolist(),
         "max_call_us": max_call_us,
     }
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
-        "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "NUMBA_NUM_THREADS": "1", "NUMBA_DISABLE_PERFORMANCE_WARNINGS": "1",
-    }
-    if os.environ.get("REWARDSMITH_CACHE"):
-        env["REWARDSMITH_CACHE"] = os.environ["REWARDSMITH_CACHE"]
+    env = _child_env()
     package_root = str(Path(__file__).resolve().parents[2])
     boot = f"import sys; sys.path.insert(0, {package_root!r}); from rewardsmith.program.probe import _child; _child()"
     read_fd, write_fd = os.pipe()
@@ -189,7 +206,7 @@ def _child() -> None:  # pragma: no cover - runs in the child, measured through 
                         variables=[Variable(n, tuple(s), "", "", "obs") for n, s in config["variables"]],
                         fitness=Fitness("", reduce="length"))
         program = validate_source(config["source"], task)
-        compiled = compile_validated(program, task)
+        compiled = compile_validated(program, task, load_only=True)
     except Exception as exc:
         report(False, f"could not load the program: {exc}")
     import resource

@@ -1,13 +1,14 @@
-"""Applying reward programs: a per-step gymnasium wrapper, a batched SB3 VecEnv wrapper, relabelling.
+"""Applying reward sources: a per-step gymnasium wrapper, a batched SB3 VecEnv wrapper, relabelling.
 
 :class:`TaskWrapper` sits on one env: it reads the task's reward-state variables after every step
 into ``info["reward_state"]``, keeps the env's own reward in ``info["env_reward"]``, measures the
 task's fitness and, at the end of an episode, adds ``info["episode_fitness"]``,
 ``info["episode_success"]`` and ``info["episode_end"]`` (``"terminated"`` or ``"truncated"``).
-Given a program it also replaces the reward, step by step.
+Given a reward program or source it also replaces the reward, step by step.
 
-:class:`RewardVecEnv` sits on a VecEnv of TaskWrappers and replaces the reward of all envs with
-one compiled call per step; :func:`relabel` does the same over stored arrays.
+:class:`RewardVecEnv` sits on a VecEnv of TaskWrappers, keeps each env's previous reward state and
+replaces the reward of all envs with one call of a :class:`~rewardsmith.sources.RewardSource` per
+step; :func:`relabel` applies the same source to stored transitions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from rewardsmith.errors import RewardsmithError
+from rewardsmith.sources import RewardSource, Transitions, as_source, source_nonfinite
 from rewardsmith.state import StateReader, join_state, make_fitness_reader
 from rewardsmith.tasks import TaskSpec, get_task
 
@@ -29,7 +31,8 @@ class TaskWrapper(gym.Wrapper):
     Args:
         env: a gymnasium env of the task (e.g. ``task.make_env()``).
         task: the task (or its name).
-        program: a :class:`~rewardsmith.program.RewardProgram` for this task; None keeps the env's reward.
+        program: a :class:`~rewardsmith.program.RewardProgram` or any
+            :class:`~rewardsmith.sources.RewardSource` for this task; None keeps the env's reward.
         state_in_info: put the reward state in ``info["reward_state"]`` (needed when a
             :class:`RewardVecEnv` cannot reach this wrapper directly, e.g. across processes).
 
@@ -46,6 +49,7 @@ class TaskWrapper(gym.Wrapper):
         if program is not None and program.task.name != self.task.name:
             raise RewardsmithError(f"program is for task {program.task.name!r}, env is for {self.task.name!r}")
         self.program = program
+        self.source: RewardSource | None = None if program is None else as_source(program)
         self._reader = StateReader(self.task, env)
         self._fitness = make_fitness_reader(self.task, env)
         self._reduce = self.task.fitness.reduce
@@ -69,6 +73,7 @@ class TaskWrapper(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.env.step(action)
+        prev = self.last_state
         state = self.last_state = self.step_state = self._reader.read(obs, info, action)
         if self.state_in_info:
             info["reward_state"] = state
@@ -83,10 +88,13 @@ class TaskWrapper(gym.Wrapper):
             self._acc = min(self._acc, self._fitness(obs, info, action))
         if terminated or truncated:
             self._episode_end(obs, info, action, terminated)
-        if self.program is not None:
-            total, comps = self.program.batch(state[None, :])
+        if self.source is not None:
+            act = np.asarray(action, dtype=np.float64).reshape(1, -1)
+            t = Transitions(prev[None, :], act, state[None, :], np.array([bool(terminated)]),
+                            np.array([bool(truncated and not terminated)]))
+            total, comps = self.source.compute(t)
             reward = float(total[0])
-            info["reward_components"] = dict(zip(self.program.components, comps[0].tolist()))
+            info["reward_components"] = dict(zip(self.source.components, comps[0].tolist()))
         return obs, reward, terminated, truncated, info
 
     def _episode_end(self, obs: Any, info: dict, action: Any, terminated: bool) -> None:
@@ -109,18 +117,32 @@ class TaskWrapper(gym.Wrapper):
 
 
 class RewardVecEnv(VecEnvWrapper):
-    """Replaces the reward of a VecEnv of :class:`TaskWrapper` envs with one compiled call per step.
+    """Replaces the reward of a VecEnv of :class:`TaskWrapper` envs with one source call per step.
 
-    The env's own reward goes to ``info["env_reward"]``; the program's components, as an
-    ``(n_envs, C)`` array, to :attr:`last_components` (and with ``components_in_info=True`` also
-    to ``info["reward_components"]`` as a dict). Non-finite totals are replaced by 0 and counted in
-    ``program.nonfinite_count``. In a ``DummyVecEnv`` the states are read straight from each
-    :class:`TaskWrapper`; otherwise from ``info["reward_state"]``.
+    Args:
+        venv: a VecEnv whose envs are wrapped in :class:`TaskWrapper`.
+        source: a :class:`~rewardsmith.sources.RewardSource`, or a
+            :class:`~rewardsmith.program.RewardProgram` (wrapped by :func:`~rewardsmith.sources.as_source`).
+        components_in_info: also put each env's components in ``info["reward_components"]`` (a dict).
+
+    Each step hands the source a :class:`~rewardsmith.sources.Transitions` batch: each env's
+    previous reward state (after an auto-reset, the reset state, not the terminal one), the
+    actions, the new state (the terminal state at an episode's end), and ``terminated`` apart from
+    ``truncated`` (from :class:`TaskWrapper`'s ``info["episode_end"]``, else SB3's
+    ``info["TimeLimit.truncated"]``). In a ``DummyVecEnv`` the states are read straight from each
+    :class:`TaskWrapper`; otherwise from ``info["reward_state"]`` and, at a reset, from the base
+    VecEnv's ``reset_infos[i]["reward_state"]``.
+
+    The env's own reward stays in ``info["env_reward"]``; the source's output is in
+    :attr:`last_total` / :attr:`last_components` (``(n_envs, C)``) and the batch in
+    :attr:`last_transitions` (all valid until the next step: copy them to keep them).
+    :attr:`nonfinite` counts the values the source's runtime guard replaced through this wrapper.
     """
 
-    def __init__(self, venv: VecEnv, program: Any, components_in_info: bool = False) -> None:
+    def __init__(self, venv: VecEnv, source: Any, components_in_info: bool = False) -> None:
         super().__init__(venv)
-        self.program = program
+        self.source: RewardSource = as_source(source)
+        self.program = getattr(self.source, "program", None)
         self.components_in_info = components_in_info
         self._direct: list[TaskWrapper] | None = None
         if isinstance(venv, DummyVecEnv):
@@ -129,18 +151,37 @@ class RewardVecEnv(VecEnvWrapper):
                 self._direct = wrappers  # type: ignore[assignment]
                 for w in self._direct:
                     w.state_in_info = False
-        n, size = venv.num_envs, program.task.state_size
-        self._states = np.zeros((n, size))
+        self._base = _base_venv(venv)
+        n, size = venv.num_envs, self.source.task.state_size
+        # three rotating buffers: this step's previous states, this step's states, the next previous states
+        self._prev, self._states, self._spare = (np.zeros((n, size)) for _ in range(3))
+        self._actions: np.ndarray | None = None
+        self._none = np.zeros(n, dtype=bool)
+        self._compute = self.source.compute
+        self._names = list(self.source.components)
         self.last_total = np.zeros(n)
-        self.last_components = np.zeros((n, len(program.components)))
-        self._names = list(program.components)
+        self.last_components = np.zeros((n, len(self._names)))
+        self._out = (self.last_total, self.last_components)
+        self.last_transitions: Transitions | None = None
+        self._nonfinite0 = source_nonfinite(self.source)
+
+    @property
+    def nonfinite(self) -> int:
+        """Reward values replaced by the source's runtime guard through this wrapper (NaN/inf, raised)."""
+        return source_nonfinite(self.source) - self._nonfinite0
 
     def reset(self) -> Any:
-        return self.venv.reset()
+        obs = self.venv.reset()
+        self._reset_states(range(self.num_envs), self._prev)
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+        self.venv.step_async(actions)
 
     def step_wait(self) -> Any:
         obs, _env_rewards, dones, infos = self.venv.step_wait()
-        states = self._states
+        prev, states, spare = self._prev, self._states, self._spare
         if self._direct is not None:
             for i, wrapper in enumerate(self._direct):
                 states[i] = wrapper.step_state
@@ -149,14 +190,54 @@ class RewardVecEnv(VecEnvWrapper):
                 try:
                     states[i] = info["reward_state"]
                 except KeyError:
-                    raise RewardsmithError("RewardVecEnv needs every env wrapped in rewardsmith.TaskWrapper "
-                                           "(info has no 'reward_state')") from None
-        self.program.batch(states, (self.last_total, self.last_components))
+                    raise _no_task_wrapper() from None
+        ended = dones.nonzero()[0]
+        if len(ended):
+            terminated, truncated = np.zeros_like(self._none), np.zeros_like(self._none)
+            for i in ended:
+                info = infos[i]
+                end = info.get("episode_end")
+                real = end == "terminated" if end is not None else not info.get("TimeLimit.truncated", False)
+                terminated[i], truncated[i] = real, not real
+        else:
+            terminated = truncated = self._none
+        t = Transitions(prev, self._actions, states, terminated, truncated)
+        self._compute(t, self._out)
+        self.last_transitions = t
+        spare[:] = states  # the next step starts where this one ended, or at the reset state
+        if len(ended):
+            self._reset_states(ended, spare)
+        self._prev, self._states, self._spare = spare, prev, states
         if self.components_in_info:
-            names = self._names
+            names, comps = self._names, self.last_components
             for i, info in enumerate(infos):
-                info["reward_components"] = dict(zip(names, self.last_components[i].tolist()))
+                info["reward_components"] = dict(zip(names, comps[i].tolist()))
         return obs, self.last_total.astype(np.float32), dones, infos
+
+    def _reset_states(self, envs: Any, into: np.ndarray) -> None:
+        """Copy the reset state of ``envs`` (after a reset or an auto-reset) into rows of ``into``."""
+        if self._direct is not None:
+            for i in envs:
+                into[i] = self._direct[i].last_state
+            return
+        reset_infos = self._base.reset_infos
+        for i in envs:
+            try:
+                into[i] = reset_infos[i]["reward_state"]
+            except (KeyError, IndexError, TypeError):
+                raise _no_task_wrapper() from None
+
+
+def _no_task_wrapper() -> RewardsmithError:
+    return RewardsmithError("RewardVecEnv needs every env wrapped in rewardsmith.TaskWrapper "
+                            "(info has no 'reward_state')")
+
+
+def _base_venv(venv: VecEnv) -> VecEnv:
+    """The innermost VecEnv (the one that resets the envs and keeps ``reset_infos``)."""
+    while isinstance(venv, VecEnvWrapper):
+        venv = venv.venv
+    return venv
 
 
 def _find_task_wrapper(env: gym.Env) -> TaskWrapper | None:
@@ -167,17 +248,30 @@ def _find_task_wrapper(env: gym.Env) -> TaskWrapper | None:
     return None
 
 
-def relabel(program: Any, states: np.ndarray | dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate ``program`` over stored states.
+def relabel(source: Any, data: np.ndarray | dict[str, Any] | Transitions,
+            prev_states: np.ndarray | dict[str, Any] | None = None, terminated: np.ndarray | None = None,
+            truncated: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Apply a reward source (or program) to stored transitions, as :class:`RewardVecEnv` does live.
 
     Args:
-        program: a :class:`~rewardsmith.program.RewardProgram`.
-        states: ``(N, state_size)`` flat states (as in ``info["reward_state"]``) or a dict of
+        source: a :class:`~rewardsmith.sources.RewardSource` or a
+            :class:`~rewardsmith.program.RewardProgram`.
+        data: a :class:`~rewardsmith.sources.Transitions` batch, or the states after each step:
+            ``(N, state_size)`` flat states (as in ``info["reward_state"]``) or a dict of
             per-variable arrays ``{name: (N, *shape)}``.
+        prev_states, terminated, truncated: with states as ``data``, the rest of each transition
+            (see :meth:`Transitions.from_states` for the defaults: a state-only source needs none).
 
     Returns:
-        ``(rewards (N,), components (N, C))`` with non-finite values replaced by 0.
+        ``(rewards (N,), components (N, C))``; a program's non-finite values are replaced by 0.
     """
-    if isinstance(states, dict):
-        states = join_state(program.task, states)
-    return program.batch(states)
+    src = as_source(source)
+    if isinstance(data, Transitions):
+        t = data
+    else:
+        if isinstance(data, dict):
+            data = join_state(src.task, data)
+        if isinstance(prev_states, dict):
+            prev_states = join_state(src.task, prev_states)
+        t = Transitions.from_states(data, prev_state=prev_states, terminated=terminated, truncated=truncated)
+    return src.compute(t)

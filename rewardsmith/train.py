@@ -1,10 +1,12 @@
-"""Training an SB3 agent with a reward program (or the env's own reward, or the sparse baseline).
+"""Training an SB3 agent with a reward program (or any reward source, the env's own reward, the sparse baseline).
 
-:func:`train` builds ``n_envs`` copies of the task's env, each in a :class:`TaskWrapper`, applies
-the reward with one compiled call per step (:class:`RewardVecEnv`), normalises observations and
-rewards (``VecNormalize``), trains PPO or SAC with a progress bar and TensorBoard logs of every
-reward component and of the task's fitness, then evaluates the ground-truth fitness of the
-deterministic policy over several episodes and saves the model.
+:func:`train` is the one-call facade over :class:`~rewardsmith.trainer.Trainer`: it builds
+``n_envs`` copies of the task's env, each in a :class:`TaskWrapper`, applies the reward with one
+call per step (:class:`RewardVecEnv`), normalises observations and rewards (``VecNormalize``),
+trains PPO or SAC with a progress bar and TensorBoard logs of every reward component and of the
+task's fitness, then evaluates the ground-truth fitness of the deterministic policy over several
+episodes and saves the model, the normalisation statistics, a continuable checkpoint and
+``result.json`` (each file atomically).
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rewardsmith.errors import TrainingError
+from rewardsmith.fsutil import atomic_write_json
 from rewardsmith.tasks import TaskSpec, get_task
 
 ALGOS = ("ppo", "sac")
@@ -37,8 +38,11 @@ class TrainResult:
         success_rate: fraction of evaluation episodes reaching the task's threshold (None if none).
         episodes: per-episode fitness of the evaluation.
         curve: ``[{"step", "fitness_mean", "episodes", "components": {name: mean}}]`` during training.
-        nonfinite: reward values replaced by the runtime guard (NaN/inf or exceptions).
+        nonfinite: reward values replaced by the runtime guard in this training (NaN/inf totals,
+            including calls that raised).
+        device: the torch device trained on.
         out_dir: where the model, VecNormalize statistics, TensorBoard logs and ``result.json`` are.
+        task_version: the version of the task the result was measured on.
     """
 
     task: str
@@ -55,6 +59,7 @@ class TrainResult:
     nonfinite: int = 0
     device: str = "cpu"
     out_dir: str | None = None
+    task_version: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -75,7 +80,7 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_reward(task: TaskSpec, reward: Any) -> tuple[Any, str]:
-    """Turn ``reward`` (None/"builtin", "sparse", a program, source or path) into (program|None, label)."""
+    """Turn ``reward`` (None/"builtin", "sparse", a program, source text or path) into (program|None, label)."""
     from rewardsmith.program import RewardProgram, load_program, sparse_program
 
     if reward is None or reward == "builtin":
@@ -90,9 +95,32 @@ def resolve_reward(task: TaskSpec, reward: Any) -> tuple[Any, str]:
     return program, program.key
 
 
-def make_vec_env(task: TaskSpec, program: Any, n_envs: int, seed: int, normalize: bool = True,
-                 gamma: float = 0.99):
-    """The training VecEnv: TaskWrapper envs -> RewardVecEnv -> VecMonitor -> VecNormalize."""
+def resolve_source(task: TaskSpec, reward: Any) -> tuple[Any, str, Any]:
+    """Like :func:`resolve_reward`, also taking any :class:`~rewardsmith.sources.RewardSource`.
+
+    Returns ``(source | None, label, program | None)``: the source to apply (None: the env's own
+    reward), how results name it, and the reward program behind it when there is one.
+    """
+    from rewardsmith.sources import as_source, source_label
+
+    if not isinstance(reward, (str, Path)) and reward is not None and callable(getattr(reward, "compute", None)):
+        source = as_source(reward)
+        if source.task.name != task.name:
+            raise TrainingError(f"reward source is for task {source.task.name!r}, training is on {task.name!r}")
+        return source, source_label(source), getattr(source, "program", None)
+    program, label = resolve_reward(task, reward)
+    return (None if program is None else as_source(program)), label, program
+
+
+def make_vec_env(task: TaskSpec, source: Any, n_envs: int, seed: int, normalize: bool = True,
+                 gamma: float = 0.99, wrappers: list | None = None, norm_path: str | Path | None = None) -> Any:
+    """The training VecEnv: TaskWrapper envs -> RewardVecEnv -> VecMonitor -> VecNormalize -> ``wrappers``.
+
+    Args:
+        source: a reward source or program (None: the env's own reward).
+        wrappers: callables ``venv -> VecEnv`` applied in order on top of normalisation.
+        norm_path: load the normalisation statistics from this ``VecNormalize.save`` file.
+    """
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
     from rewardsmith.wrappers import RewardVecEnv, TaskWrapper
@@ -106,40 +134,32 @@ def make_vec_env(task: TaskSpec, program: Any, n_envs: int, seed: int, normalize
 
     venv: Any = DummyVecEnv([factory(i) for i in range(n_envs)])
     venv.seed(seed)
-    if program is not None:
-        venv = RewardVecEnv(venv, program)
+    if source is not None:
+        venv = RewardVecEnv(venv, source)
     venv = VecMonitor(venv)
-    if normalize:
+    if norm_path is not None:
+        venv = VecNormalize.load(str(norm_path), venv)
+    elif normalize:
         venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=gamma)
+    for wrap in wrappers or []:
+        venv = wrap(venv)
     return venv
-
-
-def _build_model(algo: str, task: TaskSpec, venv: Any, seed: int, device: str, n_envs: int,
-                 tb_dir: str | None, algo_kwargs: dict[str, Any] | None, steps: int):
-    from stable_baselines3 import PPO, SAC
-
-    kwargs: dict[str, Any] = dict(task.algo_kwargs.get(algo, {}))
-    if algo == "ppo":
-        n_steps = max(min(2048, steps) // n_envs, 16)  # a rollout never exceeds the budget
-        kwargs = {"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs), **kwargs}
-    kwargs.update(algo_kwargs or {})
-    cls = PPO if algo == "ppo" else SAC
-    try:
-        return cls("MlpPolicy", venv, seed=seed, device=device, verbose=0, tensorboard_log=tb_dir, **kwargs)
-    except TypeError as exc:
-        raise TrainingError(f"bad {algo} settings: {exc}") from None
 
 
 def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = None, seed: int = 0,
           algo: str | None = None, n_envs: int = 8, device: str = "auto", out: str | Path | None = None,
           progress: bool = False, eval_episodes: int | None = None, algo_kwargs: dict[str, Any] | None = None,
-          tensorboard: bool = True, save: bool = True) -> TrainResult:
+          tensorboard: bool = True, save: bool = True, callbacks: list | None = None,
+          wrappers: list | None = None) -> TrainResult:
     """Train an agent on ``task`` with ``reward`` and measure the task's true fitness.
+
+    The one-call facade over :class:`~rewardsmith.trainer.Trainer`.
 
     Args:
         task: task name or spec.
         reward: ``"builtin"`` (the env's own reward), ``"sparse"``, a
-            :class:`~rewardsmith.program.RewardProgram`, program source, or a ``.py`` path.
+            :class:`~rewardsmith.program.RewardProgram`, any :class:`~rewardsmith.sources.RewardSource`,
+            program source, or a ``.py`` path.
         steps: environment steps (default: the task's ``default_steps``).
         seed: seeds the envs, the policy and the evaluation.
         algo: ``ppo`` or ``sac`` (default: the task's).
@@ -150,60 +170,39 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
         eval_episodes: evaluation episodes (default: the task's ``eval_episodes``).
         algo_kwargs: extra keyword arguments for the SB3 algorithm.
         tensorboard: write TensorBoard logs under ``out``.
-        save: save the model, normalisation statistics and ``result.json`` under ``out``.
+        save: save the model, normalisation statistics, ``trainer.json`` (so that
+            :meth:`Trainer.load <rewardsmith.trainer.Trainer.load>` continues it) and ``result.json`` under ``out``.
+        callbacks: extra SB3 callbacks (e.g. a heartbeat), run after the built-in ones.
+        wrappers: extra VecEnv wrappers, callables ``venv -> VecEnv`` applied on top of normalisation.
 
     On the CPU it sets ``torch.set_num_threads(1)``: small MLPs train fastest single-threaded, and
-    parallel candidates then do not fight over cores.
+    parallel candidates then do not fight over cores. The result's ``nonfinite`` counts only this
+    training's replaced reward values, even when the program object is reused.
     """
-    import torch
-    from stable_baselines3.common.callbacks import CallbackList
-
-    from rewardsmith.callbacks import FitnessLogger
+    from rewardsmith.trainer import Trainer
 
     spec = get_task(task)
-    algo = (algo or spec.default_algo).lower()
-    if algo not in ALGOS:
-        raise TrainingError(f"unknown algorithm {algo!r}: use {' or '.join(ALGOS)}")
     steps = int(steps or spec.default_steps)
     if steps <= 0:
         raise TrainingError(f"steps must be positive, got {steps}")
-    if n_envs < 1:
-        raise TrainingError(f"n_envs must be at least 1, got {n_envs}")
-    device = resolve_device(device)
-    program, label = resolve_reward(spec, reward)
-    out_dir: Path | None = None
-    if save or tensorboard:
-        out_dir = Path(out) if out else Path("runs") / f"train-{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-        out_dir.mkdir(parents=True, exist_ok=True)
-    if device == "cpu":
-        torch.set_num_threads(1)
     t0 = time.perf_counter()
-    gamma = float({**spec.algo_kwargs.get(algo, {}), **(algo_kwargs or {})}.get("gamma", 0.99))
-    venv = make_vec_env(spec, program, n_envs, seed, gamma=gamma)
-    tb_dir = str(out_dir / "tensorboard") if (tensorboard and out_dir) else None
-    model = _build_model(algo, spec, venv, seed, device, n_envs, tb_dir, algo_kwargs, steps)
-    logger = FitnessLogger(spec, program, interval=max(256, steps // 20))
-    model.learn(total_timesteps=steps, callback=CallbackList([logger]), progress_bar=progress,
-                tb_log_name=f"{algo}-{label[:12]}")
-    venv.training = False
-    episodes = evaluate(model, spec, venv, eval_episodes or spec.eval_episodes, seed + 10_000)
-    wall = time.perf_counter() - t0
-    threshold = spec.fitness.threshold
-    result = TrainResult(
-        task=spec.name, reward=label, algo=algo, seed=seed, steps=int(model.num_timesteps), wall_s=round(wall, 2),
-        fitness_mean=float(np.mean(episodes)), fitness_std=float(np.std(episodes)),
-        success_rate=None if threshold is None else float(np.mean([e >= threshold for e in episodes])),
-        episodes=[float(e) for e in episodes], curve=logger.curve,
-        nonfinite=(program.nonfinite_count + program.error_count) if program is not None else 0,
-        device=device, out_dir=str(out_dir) if out_dir else None,
-    )
-    if save and out_dir is not None:
-        model.save(out_dir / "model.zip")
-        venv.save(str(out_dir / "vecnormalize.pkl"))
-        if program is not None:
-            (out_dir / "reward.py").write_text(program.source)
-        (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
-    venv.close()
+    out_dir: Path | None = None
+    trainer = Trainer(spec, reward, algo=algo, seed=seed, n_envs=n_envs, device=device, budget=steps,
+                      algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers)
+    try:
+        if save or tensorboard:
+            out_dir = Path(out) if out else Path("runs") / f"train-{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if tensorboard and out_dir is not None:
+            trainer.tensorboard_dir = trainer.model.tensorboard_log = str(out_dir / "tensorboard")
+        trainer.learn(steps, progress=progress)
+        episodes = trainer.evaluate(eval_episodes or spec.eval_episodes, seed + 10_000)
+        result = trainer.result(episodes, out_dir=out_dir, wall_s=time.perf_counter() - t0)
+        if save and out_dir is not None:
+            trainer.save(out_dir)
+            atomic_write_json(out_dir / "result.json", result.to_dict())
+    finally:
+        trainer.close()
     return result
 
 
@@ -215,15 +214,17 @@ def evaluate(model: Any, task: TaskSpec, train_venv: Any, episodes: int, seed: i
     """
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+    from rewardsmith.callbacks import find_wrapper
     from rewardsmith.wrappers import TaskWrapper
 
+    train_norm = find_wrapper(train_venv, VecNormalize)
     n = max(1, min(episodes, 4))
     venv: Any = DummyVecEnv([lambda: TaskWrapper(task.make_env(), task) for _ in range(n)])
     venv.seed(seed)
     norm = None
-    if isinstance(train_venv, VecNormalize):
+    if train_norm is not None:
         norm = VecNormalize(venv, norm_obs=True, norm_reward=False, training=False)
-        norm.obs_rms = train_venv.obs_rms
+        norm.obs_rms = train_norm.obs_rms
         venv = norm
     obs = venv.reset()
     found: list[float] = []

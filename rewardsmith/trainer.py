@@ -1,0 +1,332 @@
+"""A :class:`Trainer`: the VecEnv stack and SB3 model of one training, which can learn in parts.
+
+The stack is ``TaskWrapper`` envs -> :class:`~rewardsmith.wrappers.RewardVecEnv` (the reward
+source, unless the env's own reward is used) -> ``VecMonitor`` -> ``VecNormalize`` -> any extra
+VecEnv wrappers given. :meth:`Trainer.learn` can be called more than once and continues (SB3's
+``reset_num_timesteps=False``: no step is retrained, the env is not reset between calls);
+:meth:`Trainer.save` writes a checkpoint that :meth:`Trainer.load` continues from with the same
+``num_timesteps``, normalisation statistics, curve and non-finite count.
+
+:func:`rewardsmith.train.train` is the one-call facade over it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardsmith.errors import TrainingError
+from rewardsmith.fsutil import atomic_write_json, atomic_write_text, read_json
+from rewardsmith.tasks import TaskSpec, get_task
+
+CHECKPOINT_FILE = "trainer.json"
+
+
+@dataclass
+class Checkpoint:
+    """What :meth:`Trainer.save` writes to ``trainer.json`` beside ``model.zip`` and ``vecnormalize.pkl``.
+
+    Attributes:
+        task, task_version: the task (and its version) trained on.
+        reward: ``"builtin"``, ``"sparse"``, or the reward's label (its content key); a program's
+            source is saved beside it as ``reward.py``.
+        algo, seed, n_envs, gamma, normalize: the settings the stack was built with.
+        num_timesteps: env steps trained so far.
+        nonfinite: reward values the runtime guard replaced so far in this training.
+        train_s: seconds spent in ``learn`` so far.
+        curve: the :class:`~rewardsmith.callbacks.FitnessLogger` curve so far.
+        evals: the periodic evaluations so far.
+        eval_every, eval_episodes: the periodic evaluation's settings (None: off).
+    """
+
+    task: str
+    task_version: int
+    reward: str
+    algo: str
+    seed: int
+    n_envs: int
+    gamma: float
+    normalize: bool
+    num_timesteps: int
+    nonfinite: int = 0
+    train_s: float = 0.0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    eval_every: int | None = None
+    eval_episodes: int | None = None
+
+    @classmethod
+    def read(cls, directory: str | Path) -> Checkpoint:
+        """The checkpoint in ``directory``; TrainingError when it is missing or unreadable."""
+        data = read_json(Path(directory) / CHECKPOINT_FILE)
+        if not isinstance(data, dict):
+            raise TrainingError(f"no readable {CHECKPOINT_FILE} in {directory}: not a Trainer checkpoint")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class Trainer:
+    """One training: builds the VecEnv stack and the SB3 model, learns in parts, evaluates, saves.
+
+    Args:
+        task: task name or spec.
+        reward: ``"builtin"``, ``"sparse"``, a :class:`~rewardsmith.program.RewardProgram`, any
+            :class:`~rewardsmith.sources.RewardSource`, program source text, or a ``.py`` path.
+        algo: ``ppo`` or ``sac`` (default: the task's).
+        seed: seeds the envs, the policy and the evaluation.
+        n_envs: parallel envs (in-process).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        budget: the steps planned in all (sizes PPO's rollout so it never exceeds a small budget;
+            default: the task's ``default_steps``).
+        algo_kwargs: extra keyword arguments for the SB3 algorithm.
+        tensorboard_dir: where TensorBoard logs go (None: none).
+        callbacks: extra SB3 callbacks, run in every :meth:`learn` after the built-in ones.
+        wrappers: extra VecEnv wrappers, callables ``venv -> VecEnv`` applied in order on top.
+        eval_every, eval_episodes: evaluate the deterministic policy every ``eval_every`` steps over
+            ``eval_episodes`` episodes during training (:class:`~rewardsmith.callbacks.PeriodicEval`),
+            into the curve; None: no periodic evaluation.
+        normalize: normalise observations and rewards (``VecNormalize``).
+
+    Attributes:
+        spec, source (None for the env's own reward), label, venv (the top of the stack), model,
+        fitness (the :class:`~rewardsmith.callbacks.FitnessLogger`), periodic (or None), device.
+    """
+
+    def __init__(self, task: str | TaskSpec, reward: Any = "builtin", *, algo: str | None = None, seed: int = 0,
+                 n_envs: int = 8, device: str = "auto", budget: int | None = None,
+                 algo_kwargs: dict[str, Any] | None = None, tensorboard_dir: str | Path | None = None,
+                 callbacks: list | None = None, wrappers: list[Callable[[Any], Any]] | None = None,
+                 eval_every: int | None = None, eval_episodes: int | None = None, normalize: bool = True,
+                 _checkpoint: Path | None = None) -> None:
+        import torch
+
+        from rewardsmith.callbacks import FitnessLogger, PeriodicEval
+        from rewardsmith.train import ALGOS, make_vec_env, resolve_device, resolve_source
+
+        self.spec = get_task(task)
+        self.algo = (algo or self.spec.default_algo).lower()
+        if self.algo not in ALGOS:
+            raise TrainingError(f"unknown algorithm {self.algo!r}: use {' or '.join(ALGOS)}")
+        if n_envs < 1:
+            raise TrainingError(f"n_envs must be at least 1, got {n_envs}")
+        self.seed, self.n_envs, self.normalize = int(seed), int(n_envs), bool(normalize)
+        self.device = resolve_device(device)
+        self.source, self.label, self.program = resolve_source(self.spec, reward)
+        if self.device == "cpu":
+            torch.set_num_threads(1)
+        self.budget = int(budget or self.spec.default_steps)
+        self.gamma = float({**self.spec.algo_kwargs.get(self.algo, {}), **(algo_kwargs or {})}.get("gamma", 0.99))
+        self.callbacks = list(callbacks or [])
+        self.tensorboard_dir = str(tensorboard_dir) if tensorboard_dir else None
+        norm_path = None if _checkpoint is None else _checkpoint / "vecnormalize.pkl"
+        self.venv = make_vec_env(self.spec, self.source, self.n_envs, self.seed, normalize=self.normalize,
+                                 gamma=self.gamma, wrappers=wrappers,
+                                 norm_path=norm_path if norm_path is not None and norm_path.is_file() else None)
+        self.fitness = FitnessLogger(self.spec, self.program, interval=max(256, self.budget // 20))
+        self.periodic = None
+        if eval_every:
+            self.periodic = PeriodicEval(self.spec, eval_every, eval_episodes or self.spec.eval_episodes,
+                                         seed=self.seed + 10_000, fitness_logger=self.fitness)
+        self._nonfinite_before = 0  # from the checkpoint's earlier parts
+        self.train_s = 0.0
+        if _checkpoint is None:
+            self.model = _build_model(self.algo, self.spec, self.venv, self.seed, self.device, self.n_envs,
+                                      self.tensorboard_dir, algo_kwargs, self.budget)
+        else:
+            self.model = _load_model(self.algo, _checkpoint, self.venv, self.device, self.tensorboard_dir,
+                                     algo_kwargs)
+
+    # -- training --------------------------------------------------------------------------------
+    @property
+    def num_timesteps(self) -> int:
+        """Env steps trained so far (across every :meth:`learn`, and before a :meth:`load`)."""
+        return int(self.model.num_timesteps)
+
+    @property
+    def nonfinite(self) -> int:
+        """Reward values the runtime guard replaced in this training so far (not in other uses of the program)."""
+        from rewardsmith.callbacks import find_wrapper
+        from rewardsmith.wrappers import RewardVecEnv
+
+        reward_env = find_wrapper(self.venv, RewardVecEnv)
+        return self._nonfinite_before + (reward_env.nonfinite if reward_env is not None else 0)
+
+    def learn(self, steps: int, callbacks: list | None = None, progress: bool = False) -> Trainer:
+        """Train ``steps`` more env steps (PPO rounds up to whole rollouts); continues, never restarts.
+
+        ``callbacks`` are extra SB3 callbacks for this call only (after the constructor's).
+        """
+        from stable_baselines3.common.callbacks import CallbackList
+
+        steps = int(steps)
+        if steps <= 0:
+            raise TrainingError(f"steps must be positive, got {steps}")
+        norm = _find_normalize(self.venv)
+        if norm is not None:
+            norm.training = True
+        chain = [self.fitness, *([self.periodic] if self.periodic else []), *self.callbacks, *(callbacks or [])]
+        t0 = time.perf_counter()
+        self.model.learn(total_timesteps=steps, callback=CallbackList(chain), progress_bar=progress,
+                         reset_num_timesteps=False, tb_log_name=f"{self.algo}-{self.label[:12]}")
+        self.train_s += time.perf_counter() - t0
+        return self
+
+    def evaluate(self, episodes: int | None = None, seed: int | None = None) -> list[float]:
+        """True fitness of the deterministic policy over ``episodes`` episodes (default: the task's).
+
+        Uses the training's observation normalisation, frozen; seeds default to ``seed + 10_000``.
+        """
+        from rewardsmith.train import evaluate
+
+        norm = _find_normalize(self.venv)
+        if norm is not None:
+            norm.training = False
+        return evaluate(self.model, self.spec, self.venv, episodes or self.spec.eval_episodes,
+                        self.seed + 10_000 if seed is None else seed)
+
+    def result(self, episodes: list[float] | None = None, out_dir: str | Path | None = None,
+               wall_s: float | None = None) -> Any:
+        """A :class:`~rewardsmith.train.TrainResult` (evaluating now unless ``episodes`` are given)."""
+        from rewardsmith.train import TrainResult
+
+        episodes = self.evaluate() if episodes is None else episodes
+        threshold = self.spec.fitness.threshold
+        return TrainResult(
+            task=self.spec.name, reward=self.label, algo=self.algo, seed=self.seed, steps=self.num_timesteps,
+            wall_s=round(self.train_s if wall_s is None else wall_s, 2),
+            fitness_mean=float(np.mean(episodes)), fitness_std=float(np.std(episodes)),
+            success_rate=None if threshold is None else float(np.mean([e >= threshold for e in episodes])),
+            episodes=[float(e) for e in episodes], curve=list(self.fitness.curve), nonfinite=self.nonfinite,
+            device=self.device, out_dir=str(out_dir) if out_dir else None,
+            task_version=int(getattr(self.spec, "version", 1)))
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        """The metadata :meth:`save` writes."""
+        return Checkpoint(
+            task=self.spec.name, task_version=int(getattr(self.spec, "version", 1)), reward=self.label,
+            algo=self.algo, seed=self.seed, n_envs=self.n_envs, gamma=self.gamma, normalize=self.normalize,
+            num_timesteps=self.num_timesteps, nonfinite=self.nonfinite, train_s=round(self.train_s, 3),
+            curve=list(self.fitness.curve), evals=list(self.periodic.evals) if self.periodic else [],
+            eval_every=self.periodic.every if self.periodic else None,
+            eval_episodes=self.periodic.episodes if self.periodic else None)
+
+    def save(self, directory: str | Path, replay_buffer: bool = False) -> Path:
+        """Write ``model.zip``, ``vecnormalize.pkl``, ``reward.py`` (for a program) and ``trainer.json``.
+
+        Each file is written atomically; :meth:`load` continues from them. ``replay_buffer=True``
+        also saves an off-policy algorithm's replay buffer (``replay_buffer.pkl``, large); without
+        it a loaded SAC continues with an empty buffer.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".model.{os.getpid()}.tmp.zip"
+        self.model.save(tmp)
+        os.replace(tmp, directory / "model.zip")
+        norm = _find_normalize(self.venv)
+        if norm is not None:
+            tmp = directory / f".vecnormalize.{os.getpid()}.tmp"
+            norm.save(str(tmp))
+            os.replace(tmp, directory / "vecnormalize.pkl")
+        if self.program is not None:
+            atomic_write_text(directory / "reward.py", self.program.source)
+        if replay_buffer and hasattr(self.model, "save_replay_buffer"):
+            tmp = directory / f".replay_buffer.{os.getpid()}.tmp.pkl"
+            self.model.save_replay_buffer(tmp)
+            os.replace(tmp, directory / "replay_buffer.pkl")
+        atomic_write_json(directory / CHECKPOINT_FILE, asdict(self.checkpoint()))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, reward: Any = None, *, device: str = "auto",
+             tensorboard_dir: str | Path | None = None, callbacks: list | None = None,
+             wrappers: list[Callable[[Any], Any]] | None = None, algo_kwargs: dict[str, Any] | None = None,
+             n_envs: int | None = None) -> Trainer:
+        """Continue the training saved in ``directory`` by :meth:`save`.
+
+        Args:
+            directory: the checkpoint folder.
+            reward: the reward, when it cannot be rebuilt from the checkpoint (a source that is not a
+                program); default: ``reward.py`` if saved, else ``builtin``/``sparse`` as recorded.
+            device, tensorboard_dir, callbacks, wrappers: as for the constructor.
+            algo_kwargs: overrides of saved model attributes (e.g. a new learning rate).
+            n_envs: a different number of envs (default: as saved).
+        """
+        directory = Path(directory)
+        meta = Checkpoint.read(directory)
+        if not (directory / "model.zip").is_file():
+            raise TrainingError(f"no model.zip in {directory}")
+        spec = get_task(meta.task)
+        if int(getattr(spec, "version", 1)) != meta.task_version:
+            warnings.warn(f"checkpoint was trained on {meta.task} version {meta.task_version}, "
+                          f"continuing on version {getattr(spec, 'version', 1)}", stacklevel=2)
+        if reward is None:
+            reward = directory / "reward.py" if (directory / "reward.py").is_file() else meta.reward
+            if reward not in ("builtin", "sparse") and not isinstance(reward, Path):
+                raise TrainingError(f"the checkpoint's reward {meta.reward!r} cannot be rebuilt: pass reward=")
+        trainer = cls(spec, reward, algo=meta.algo, seed=meta.seed, n_envs=n_envs or meta.n_envs, device=device,
+                      algo_kwargs=algo_kwargs, tensorboard_dir=tensorboard_dir, callbacks=callbacks,
+                      wrappers=wrappers, eval_every=meta.eval_every, eval_episodes=meta.eval_episodes,
+                      normalize=meta.normalize, _checkpoint=directory)
+        trainer.fitness.curve = list(meta.curve)
+        if trainer.periodic is not None:
+            trainer.periodic.evals = list(meta.evals)
+        trainer._nonfinite_before = int(meta.nonfinite)
+        trainer.train_s = float(meta.train_s)
+        return trainer
+
+    def close(self) -> None:
+        """Close the envs."""
+        self.venv.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _find_normalize(venv: Any) -> Any:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rewardsmith.callbacks import find_wrapper
+
+    return find_wrapper(venv, VecNormalize)
+
+
+def _build_model(algo: str, task: TaskSpec, venv: Any, seed: int, device: str, n_envs: int,
+                 tb_dir: str | None, algo_kwargs: dict[str, Any] | None, steps: int) -> Any:
+    from stable_baselines3 import PPO, SAC
+
+    kwargs: dict[str, Any] = dict(task.algo_kwargs.get(algo, {}))
+    if algo == "ppo":
+        n_steps = max(min(2048, steps) // n_envs, 16)  # a rollout never exceeds the budget
+        kwargs = {"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs), **kwargs}
+    kwargs.update(algo_kwargs or {})
+    cls = PPO if algo == "ppo" else SAC
+    try:
+        return cls("MlpPolicy", venv, seed=seed, device=device, verbose=0, tensorboard_log=tb_dir, **kwargs)
+    except TypeError as exc:
+        raise TrainingError(f"bad {algo} settings: {exc}") from None
+
+
+def _load_model(algo: str, directory: Path, venv: Any, device: str, tb_dir: str | None,
+                overrides: dict[str, Any] | None) -> Any:
+    from stable_baselines3 import PPO, SAC
+
+    cls = PPO if algo == "ppo" else SAC
+    model = cls.load(directory / "model.zip", env=venv, device=device,
+                     custom_objects={"tensorboard_log": tb_dir, **(overrides or {})})
+    if algo == "sac" and (directory / "replay_buffer.pkl").is_file():
+        model.load_replay_buffer(directory / "replay_buffer.pkl")
+    return model
+
+
+__all__ = ["CHECKPOINT_FILE", "Checkpoint", "Trainer"]

@@ -175,6 +175,13 @@ PROBED = [
      H + "    i = int(abs(x_velocity) * 1000.0) + 3\n    return action[i], {'forward': x_velocity}\n",
      "IndexError: index is out of bounds"),
     ("in-place-mutation", H + "    action[0] = 0.0\n" + R, "mutates its input 'action' in place"),
+    # reachable only at a clipped action (exactly the bound), which training sees all the time and
+    # uniformly sampled actions never do
+    ("long-loop-at-clipped-action", H + "    s = 0.0\n    if action[0] >= 1.0:\n        for i in range(10**10):\n"
+     "            s += x_velocity\n    return s, {'forward': s}\n", "timed out after 5 s"),
+    ("long-loop-at-mixed-bounds", H + "    s = 0.0\n    if action[1] == -1.0 and action[2] == 1.0:\n"
+     "        for i in range(10**10):\n            s += x_velocity\n    return s, {'forward': s}\n",
+     "timed out after 5 s"),
 ]
 
 
@@ -201,12 +208,12 @@ def test_rejected_by_the_probe(probed, request, needle):
     assert "compile" in result.timings  # it compiled fine: only running it shows the problem
 
 
-def test_data_dependent_division_passes_the_probe(probed):
+def test_data_dependent_division_passes_the_probe(probed, states):
     """The probe only rejects what it sees: sampled states have x_velocity != 0, so this is accepted
     (and neutralised at run time, below)."""
     result = probed["accepted-data-dependent-division"]
     assert result.ok, result.error
-    assert result.probe.ok and result.probe.n_states == 64 and result.probe.per_call_us > 0
+    assert result.probe.ok and result.probe.n_states == len(states) > 64 and result.probe.per_call_us > 0
 
 
 # Neutralised rather than rejected: a total that is finite on every sampled state but not on some

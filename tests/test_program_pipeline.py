@@ -72,13 +72,30 @@ def good(task):
     return result
 
 
+def test_sampled_states_include_clipped_actions(task):
+    """Training sees actions clipped to the box (exactly +-1) all the time: so must the probe."""
+    s = sample_states(task)
+    actions = s[:, task.slices()["action"]]
+    rows = {tuple(a) for a in actions.tolist()}
+    d = actions.shape[1]
+    for corner in [(1.0,) * d, (-1.0,) * d, (0.0,) * d, tuple((-1.0) ** k for k in range(d))]:
+        assert corner in rows, corner
+    for j in range(d):  # each component alone at each bound, and at the bounds with others random
+        assert any(a[j] == 1.0 and a.count(0.0) == d - 1 for a in rows)
+        assert any(a[j] == -1.0 and a.count(0.0) == d - 1 for a in rows)
+    bang_bang = [a for a in rows if all(abs(v) == 1.0 for v in a)]
+    assert len(set(bang_bang)) == 2 ** d  # every corner, reached by driving the env with them
+    assert np.all(np.abs(actions) <= 1.0)
+
+
 def test_good_program_is_accepted(good):
     assert good.error is None and good.stage is None
     assert good.components == COMPONENTS  # order of first appearance, "fallen" included
     assert good.params == PARAMS
     assert good.program.components == COMPONENTS and good.program.params == PARAMS
     assert any("import numpy as np" in n for n in good.notes)
-    assert good.probe.ok and good.probe.n_states == 64 and good.probe.per_call_us > 0
+    assert good.probe.ok and good.probe.n_states == len(sample_states(get_task(TASK))) > 64
+    assert good.probe.per_call_us > 0
     assert set(good.timings) == {"validate", "compile", "probe"}
     as_json = json.loads(json.dumps(good.to_dict()))
     assert as_json["ok"] is True and as_json["components"] == COMPONENTS and as_json["probe"]["ok"]

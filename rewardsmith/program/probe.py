@@ -9,6 +9,9 @@ locations (``REWARDSMITH_CACHE``, ``NUMBA_CACHE_DIR``) and, on a miss, compiles 
 checks, on each state: a finite scalar total and finite components, no exception, the same result
 twice (determinism), inputs left unchanged, and the time per call.
 
+The states (:func:`sample_states`) are visited under random actions and under saturated ones: SB3
+clips actions to the box, so training sees the bounds (exactly +-1) all the time.
+
 This is defence in depth for model-written code, not a security boundary against a determined
 attacker: the static allowlist and numba's nopython mode are the first two walls.
 """
@@ -61,28 +64,68 @@ class ProbeReport:
         return asdict(self)
 
 
-def sample_states(task: TaskSpec, n: int = 64, seed: int = 0) -> np.ndarray:
-    """``(n, state_size)`` reward states visited under random actions from several resets."""
-    key = (task.name, n, seed)
-    if key in _STATES:
-        return _STATES[key]
-    from rewardsmith.state import StateReader
+def _saturated_actions(space: Any, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Actions at the bounds, as training sees them once SB3 clips its actions: zeros, all high, all
+    low, alternating signs both ways, each component alone at either bound, then ``n`` random
+    corners of the box (bang-bang). An infinite bound counts as +-1."""
+    low = np.where(np.isfinite(space.low), space.low, -1.0).astype(np.float64)
+    high = np.where(np.isfinite(space.high), space.high, 1.0).astype(np.float64)
+    zero = np.clip(np.zeros(space.shape), low, high)
+    alt = np.indices(space.shape).sum(axis=0) % 2 == 0
+    out = [zero, high.copy(), low.copy(), np.where(alt, high, low), np.where(alt, low, high)]
+    for i in np.ndindex(space.shape):
+        for bound in (high, low):
+            a = zero.copy()
+            a[i] = bound[i]
+            out.append(a)
+    out += [np.where(rng.random(space.shape) < 0.5, low, high) for _ in range(n)]
+    return out
 
-    env = task.make_env()
-    reader = StateReader(task, env)
-    rng = np.random.default_rng(seed)
-    env.action_space.seed(seed)
+
+def _drive(task: TaskSpec, env: Any, reader: Any, actions: Any, n: int, seed: int,
+           rng: np.random.Generator) -> np.ndarray:
+    """``n`` states visited by stepping ``env`` with ``actions(i)`` at step ``i``."""
     out = np.empty((n, task.state_size))
     obs, info = env.reset(seed=seed)
     action = np.zeros(env.action_space.shape)
     for i in range(n):
         reader.read(obs, info, action, out[i])
-        action = env.action_space.sample()
+        action = actions(i)
         obs, _, term, trunc, info = env.step(action)
         if term or trunc or rng.random() < 0.05:
             obs, info = env.reset(seed=int(rng.integers(1 << 31)))
             action = np.zeros(env.action_space.shape)
-    env.close()
+    return out
+
+
+def sample_states(task: TaskSpec, n: int = 64, seed: int = 0) -> np.ndarray:
+    """Reward states for the probe: ``n`` visited under uniformly random actions from several resets,
+    then (for a box action space) states visited under saturated actions, the action variable at the
+    bounds of the box (clipped actions are what training mostly sees): see :func:`_saturated_actions`.
+
+    Returns:
+        ``(n + m, state_size)``; the first ``n`` rows do not depend on the rest.
+    """
+    key = (task.name, n, seed)
+    if key in _STATES:
+        return _STATES[key]
+    import gymnasium as gym
+
+    from rewardsmith.state import StateReader
+
+    env = task.make_env()
+    try:
+        reader = StateReader(task, env)
+        rng = np.random.default_rng(seed)
+        env.action_space.seed(seed)
+        parts = [_drive(task, env, reader, lambda i: env.action_space.sample(), n, seed, rng)]
+        if isinstance(env.action_space, gym.spaces.Box):
+            saturated = _saturated_actions(env.action_space, rng, max(n // 2, 1))
+            parts.append(_drive(task, env, reader, lambda i: saturated[i].astype(env.action_space.dtype),
+                                len(saturated), seed + 1, rng))
+    finally:
+        env.close()
+    out = np.ascontiguousarray(np.vstack(parts))
     _STATES[key] = out
     return out
 

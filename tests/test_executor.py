@@ -119,6 +119,14 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _is_worker(pid: int) -> bool:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"multiprocessing" in cmd and b"resource_tracker" not in cmd
+
+
 def _spinning_worker(parent: subprocess.Popen) -> int:
     """The pid of the training worker once it has been busy for a while."""
     deadline = time.time() + 90
@@ -160,3 +168,31 @@ def test_stopping_the_parent_stops_its_workers(tmp_path: Path, sig: signal.Signa
         assert _gone(worker), f"worker {worker} still running after the parent got {sig.name}"
     finally:
         parent.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_killed_from_outside_fails_only_its_own_job(tmp_path: Path) -> None:
+    """As when the OOM killer takes a worker: that job is 'crashed', the others finish, the run goes on."""
+    import threading
+
+    done: list = []
+    result: list = []
+    jobs = [_job(tmp_path, "hangs", HANGS_LATE, time_limit_s=120), _job(tmp_path, "fine", FINE)]
+    thread = threading.Thread(target=lambda: result.extend(LocalExecutor(workers=2).run(jobs, on_done=done.append)))
+    thread.start()
+    deadline = time.time() + 120
+    while not done and time.time() < deadline:
+        time.sleep(0.2)
+    assert done and done[0].job.name == "fine"
+    workers: list[int] = []
+    for _ in range(50):
+        workers = [pid for pid in _children(os.getpid()) if _is_worker(pid)]
+        if len(workers) == 1:
+            break
+        time.sleep(0.2)
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGKILL)
+    thread.join(timeout=60)
+    hangs, fine = result
+    assert hangs.status == "crashed" and "SIGKILL" in hangs.error
+    assert fine.status == "ok"

@@ -88,6 +88,22 @@ def test_sampled_states_include_clipped_actions(task):
     assert np.all(np.abs(actions) <= 1.0)
 
 
+def test_components_that_do_not_add_up_get_a_note(good, task):
+    """Accepted, but the per-component feedback would miss a term: check says so, with the gap."""
+    assert good.probe.component_gap == [0.0, 0.0]
+    assert not any("add up" in n for n in good.notes)
+    src = ("def compute_reward(x_velocity, action):\n"
+           "    ctrl = 0.001 * np.sum(action * action)\n"
+           "    return x_velocity - ctrl + 0.5, {'forward': x_velocity, 'ctrl': -ctrl}\n")
+    result = check_program(src, task)
+    assert result.ok, result.error
+    gap = result.probe.component_gap
+    assert gap is not None and abs(gap[0] - 0.5) < 1e-9 and abs(gap[1] - 0.5) < 1e-9
+    notes = [n for n in result.notes if "components do not add up to the total" in n]
+    assert len(notes) == 1 and "total - sum(components) ranges over [0.5, 0.5]" in notes[0], result.notes
+    assert json.loads(json.dumps(result.to_dict()))["probe"]["component_gap"] == gap
+
+
 def test_good_program_is_accepted(good):
     assert good.error is None and good.stage is None
     assert good.components == COMPONENTS  # order of first appearance, "fallen" included

@@ -171,6 +171,16 @@ def _probe_memoized(text: str, key: str, spec: TaskSpec, states: np.ndarray | No
     return report
 
 
+def _gap_notes(report: ProbeReport) -> list[str]:
+    """A note when the components do not add up to the total on the probe's states."""
+    gap = report.component_gap
+    if not gap or gap == [0.0, 0.0]:
+        return []
+    return [f"components do not add up to the total: total - sum(components) ranges over "
+            f"[{gap[0]:.4g}, {gap[1]:.4g}] on the probe's states (max |gap| {max(map(abs, gap)):.4g}); "
+            "a term of the total that is no component is invisible in the per-component feedback"]
+
+
 def check_program(source: str | Path, task: str | TaskSpec, run_probe: bool = True,
                   states: np.ndarray | None = None, **probe_kwargs: Any) -> CheckResult:
     """Run every stage on ``source`` (a program or a ``.py`` path) for ``task``; never raises for a bad program."""
@@ -193,6 +203,7 @@ def check_program(source: str | Path, task: str | TaskSpec, run_probe: bool = Tr
             result.timings["probe"] = time.perf_counter() - t
             if not report.ok:
                 raise RewardProgramError("probe", f"{validated.entry}() {report.error}")
+            result.notes = [*result.notes, *_gap_notes(report)]
     except RewardProgramError as exc:
         result.error, result.stage, result.line = str(exc), exc.stage, exc.line
         result.exception = exc

@@ -7,7 +7,8 @@ network namespace of its own where the OS allows it (Linux as root). The parent 
 process group at the wall timeout. It loads the program from the compile cache and never writes: it sees the parent's cache
 locations (``REWARDSMITH_CACHE``, ``NUMBA_CACHE_DIR``) and, on a miss, compiles in memory. It
 checks, on each state: a finite scalar total and finite components, no exception, the same result
-twice (determinism), inputs left unchanged, and the time per call.
+twice (determinism), inputs left unchanged, and the time per call; it also measures how far the
+components are from adding up to the total (a note, not a rejection).
 
 The states (:func:`sample_states`) are visited under random actions and under saturated ones: SB3
 clips actions to the box, so training sees the bounds (exactly +-1) all the time.
@@ -36,6 +37,7 @@ from rewardsmith.tasks import TaskSpec
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MEMORY_MB = 1536
 DEFAULT_MAX_CALL_US = 1000.0
+GAP_RTOL = 1e-6  # a gap between the total and the sum of the components below this (relative) is rounding
 _STATES: dict[tuple[str, int, int], np.ndarray] = {}
 
 
@@ -50,6 +52,9 @@ class ProbeReport:
         per_call_us: median wall time of one call, microseconds.
         network_isolated: whether the child ran in its own network namespace.
         wall_s: wall time of the whole probe, seconds.
+        component_gap: ``[min, max]`` of ``total - sum(components)`` over the states, gaps within
+            float rounding (:data:`GAP_RTOL`) counted as 0; None when the program has no components
+            or did not pass.
     """
 
     ok: bool
@@ -58,6 +63,7 @@ class ProbeReport:
     per_call_us: float | None
     network_isolated: bool
     wall_s: float
+    component_gap: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -206,7 +212,7 @@ def probe(source: str, task: TaskSpec, states: np.ndarray | None = None, timeout
     if raw:
         result = json.loads(raw)
         return ProbeReport(result["ok"], result["error"], result["n_states"], result["per_call_us"],
-                           result["network_isolated"], wall)
+                           result["network_isolated"], wall, result.get("component_gap"))
     code = proc.returncode
     if code < 0:
         name = signal.Signals(-code).name
@@ -234,9 +240,10 @@ def _child() -> None:  # pragma: no cover - runs in the child, measured through 
     isolated = _try_unshare_net()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
-    def report(ok: bool, error: str | None, n: int = 0, per_call: float | None = None) -> None:
+    def report(ok: bool, error: str | None, n: int = 0, per_call: float | None = None,
+               gap: list[float] | None = None) -> None:
         os.write(out_fd, json.dumps({"ok": ok, "error": error, "n_states": n, "per_call_us": per_call,
-                                     "network_isolated": isolated}).encode())
+                                     "network_isolated": isolated, "component_gap": gap}).encode())
         os._exit(0)
 
     config = json.loads(sys.stdin.buffer.read())
@@ -257,7 +264,7 @@ def _child() -> None:  # pragma: no cover - runs in the child, measured through 
     resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
     states = np.asarray(config["states"], dtype=np.float64)
     slices = task.slices()
-    times = []
+    times, gaps = [], []
     for k, row in enumerate(states):
         args = [float(row[slices[p]][0]) if task.variable(p).shape == () else row[slices[p]].copy()
                 for p in compiled.params]
@@ -285,7 +292,11 @@ def _child() -> None:  # pragma: no cover - runs in the child, measured through 
         bad = [compiled.components[j] for j in range(len(compiled.components)) if not np.isfinite(flat1[j + 1])]
         if bad:
             report(False, f"returned non-finite component(s) {bad} {where}")
+        gap = float(flat1[0] - np.sum(flat1[1:]))
+        gaps.append(0.0 if abs(gap) <= GAP_RTOL * max(1.0, abs(flat1[0]), float(np.sum(np.abs(flat1[1:]))))
+                    else gap)
     per_call = float(np.median(times) * 1e6) if times else None
     if per_call is not None and per_call > config["max_call_us"]:
         report(False, f"is too slow: {per_call:.0f} us per call (limit {config['max_call_us']:.0f} us)")
-    report(True, None, len(states), per_call)
+    gap = [min(gaps), max(gaps)] if gaps and compiled.components else None
+    report(True, None, len(states), per_call, gap)

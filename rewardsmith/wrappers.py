@@ -153,7 +153,8 @@ class RewardVecEnv(VecEnvWrapper):
                     w.state_in_info = False
         self._base = _base_venv(venv)
         n, size = venv.num_envs, self.source.task.state_size
-        # three rotating buffers: this step's previous states, this step's states, the next previous states
+        # three rotating buffers: this step's previous states, this step's states, a spare for the
+        # next step's previous states when an env was reset (else they are this step's states)
         self._prev, self._states, self._spare = (np.zeros((n, size)) for _ in range(3))
         self._actions: np.ndarray | None = None
         self._none = np.zeros(n, dtype=bool)
@@ -162,6 +163,7 @@ class RewardVecEnv(VecEnvWrapper):
         self.last_total = np.zeros(n)
         self.last_components = np.zeros((n, len(self._names)))
         self._out = (self.last_total, self.last_components)
+        self._t = Transitions(self._prev, None, self._states, self._none, self._none)
         self.last_transitions: Transitions | None = None
         self._nonfinite0 = source_nonfinite(self.source)
 
@@ -201,13 +203,17 @@ class RewardVecEnv(VecEnvWrapper):
                 terminated[i], truncated[i] = real, not real
         else:
             terminated = truncated = self._none
-        t = Transitions(prev, self._actions, states, terminated, truncated)
+        t = self._t  # one batch object, refilled each step (valid until the next step)
+        t.prev_state, t.action, t.state, t.terminated, t.truncated = prev, self._actions, states, terminated, truncated
         self._compute(t, self._out)
         self.last_transitions = t
-        spare[:] = states  # the next step starts where this one ended, or at the reset state
+        # the next step starts where this one ended, or at the reset state for the envs that ended
         if len(ended):
+            spare[:] = states
             self._reset_states(ended, spare)
-        self._prev, self._states, self._spare = spare, prev, states
+            self._prev, self._states, self._spare = spare, prev, states
+        else:
+            self._prev, self._states = states, prev
         if self.components_in_info:
             names, comps = self._names, self.last_components
             for i, info in enumerate(infos):

@@ -185,10 +185,10 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
     steps = int(steps or spec.default_steps)
     if steps <= 0:
         raise TrainingError(f"steps must be positive, got {steps}")
-    t0 = time.perf_counter()
     out_dir: Path | None = None
     trainer = Trainer(spec, reward, algo=algo, seed=seed, n_envs=n_envs, device=device, budget=steps,
                       algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers)
+    t0 = time.perf_counter()  # training and evaluation (not loading the program)
     try:
         if save or tensorboard:
             out_dir = Path(out) if out else Path("runs") / f"train-{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -148,11 +148,9 @@ def _worker(job: TrainJob, conn: Any, counter: Any) -> None:  # pragma: no cover
                 counter.value = self.num_timesteps
                 return True
 
-        import inspect
-        extra = {"callbacks": [Heartbeat()]} if "callbacks" in inspect.signature(train).parameters else {}
         result = train(job.task, job.reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
                        device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
-                       **extra)
+                       callbacks=[Heartbeat()])
         conn.send(("ok", result.to_dict()))
     except Exception as exc:
         from rewardsmith.errors import RewardsmithError

@@ -1,13 +1,11 @@
-"""Reflection statistics and failure modes, and the statistics helpers."""
+"""Reflection statistics and failure modes (the statistics helpers: test_stats.py)."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from rewardsmith import get_task
 from rewardsmith.reflection import reflect
-from rewardsmith.stats import bootstrap_ci, human_normalized, iqm, summarize
 
 
 def _point(step: int, fitness: float, length: float, comps: dict[str, float], ends: dict[str, int],
@@ -46,14 +44,3 @@ def test_reflection_healthy_run_has_no_failure_modes() -> None:
                     ["forward", "ctrl"])
     assert stats["failure_modes"] == []
 
-
-def test_iqm_and_intervals() -> None:
-    assert iqm([1, 2, 3, 4]) == pytest.approx(2.5)
-    assert iqm([0, 1, 2, 3, 4, 5, 6, 100]) == pytest.approx(np.mean([2, 3, 4, 5]))
-    assert iqm([7.0]) == 7.0
-    lo, hi = bootstrap_ci(list(range(20)))
-    assert lo < iqm(list(range(20))) < hi
-    s = summarize([1.0, 2.0, 3.0])
-    assert s.n == 3 and s.ci_low <= s.iqm <= s.ci_high
-    assert human_normalized(5.0, 10.0, 0.0) == pytest.approx(0.5)
-    assert human_normalized(1.0, 2.0, 2.0) is None

@@ -4,6 +4,11 @@
 values, fitness, episode lengths, termination causes, action saturation) and returns a
 structured dict; ``prompts/reflection.j2`` renders it for the coder. The offline coder reads the
 same dict, so both coders learn from the same evidence.
+
+Each component's ``share`` of |total| is its mean |value| per step over the sum of every
+component's mean |value| (exact when the components add up to the total and do not cancel).
+The total itself is compared with the components' sum when the curve logs it (``reward_mean``
+per point): a reward with a term that is no component is flagged.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from typing import Any
 import numpy as np
 
 N_CHECKPOINTS = 10
+#: a gap between the mean reward and the summed component means above this fraction of the
+#: reward's scale is reported: part of the reward is in no component
+GAP_RTOL = 0.05
 
 
 def _subsample(values: list[Any], k: int = N_CHECKPOINTS) -> list[Any]:
@@ -67,35 +75,75 @@ def reflect(task: Any, result: Any, components: list[str] | None = None) -> dict
         "components": {},
     }
     names = components or []
-    total_abs = sum(np.mean([p.get("components_abs", {}).get(n, 0.0) for p in curve]) for n in names) or 1.0
     for name in names:
         pts = [p for p in curve if name in p.get("components", {})]
         values = [p["components"][name] for p in pts]
         if not values:
             continue
+        abs_values = [p.get("components_abs", {}).get(name, abs(v)) for p, v in zip(pts, values)]
         fit_at = [p.get("fitness_mean") for p in pts]
         paired = [(v, f) for v, f in zip(values, fit_at) if f is not None]
         out["components"][name] = {
             "values": [round(v, 4) for v in _subsample(values)],
             "mean": float(np.mean(values)),
-            "max": float(max(p["components_max"][name] for p in pts)),
-            "min": float(min(p["components_min"][name] for p in pts)),
-            "share": float(np.mean([p.get("components_abs", {}).get(name, 0.0) for p in pts]) / total_abs),
+            "mean_abs": float(np.mean(abs_values)),
+            "max": float(max(p.get("components_max", {}).get(name, v) for p, v in zip(pts, values))),
+            "min": float(min(p.get("components_min", {}).get(name, v) for p, v in zip(pts, values))),
             "corr_with_fitness": _corr([a for a, _ in paired], [b for _, b in paired]),
         }
+    total_abs = sum(c["mean_abs"] for c in out["components"].values())
+    for c in out["components"].values():
+        c["share"] = c["mean_abs"] / total_abs if total_abs > 0 else 0.0
+    out["additivity"] = additivity(curve, list(out["components"]))
     out["failure_modes"] = failure_modes(out, task)
+    return out
+
+
+def additivity(curve: list[dict[str, Any]], names: list[str]) -> dict[str, Any] | None:
+    """Whether the components add up to the reward the agent was trained on.
+
+    Compares, over the curve points that log every component and the training reward
+    (``reward_mean``, the program's total per step), the sum of the component means with the mean
+    reward. Returns None without components; ``reward_mean``, ``gap`` and ``adds_up`` are None when
+    the training reward was not logged. The gap counts when it exceeds :data:`GAP_RTOL` of the
+    reward's scale (the larger of the summed |component| means and |reward|).
+    """
+    if not names:
+        return None
+    pts = [p for p in curve if all(n in p.get("components", {}) for n in names)]
+    rewarded = [p for p in pts if p.get("reward_mean") is not None]
+    pts = rewarded or pts  # with a logged reward, every figure comes from the same points
+    if not pts:
+        return None
+    sum_of_means = float(np.mean([sum(p["components"][n] for n in names) for p in pts]))
+    sum_abs = float(np.mean([sum(p.get("components_abs", {}).get(n, abs(p["components"][n])) for n in names)
+                             for p in pts]))
+    out: dict[str, Any] = {"sum_of_means": sum_of_means, "sum_of_abs_means": sum_abs, "reward_mean": None,
+                           "gap": None, "adds_up": None}
+    if rewarded:
+        reward = float(np.mean([p["reward_mean"] for p in rewarded]))
+        gap = reward - sum_of_means
+        scale = max(sum_abs, abs(reward), 1e-12)
+        out.update(reward_mean=reward, gap=gap, adds_up=bool(abs(gap) <= GAP_RTOL * scale))
     return out
 
 
 def failure_modes(stats: dict[str, Any], task: Any) -> list[str]:
     """Likely failure modes, each in one sentence of plain words.
 
-    A term dominates when it holds over 80% of |total| without tracking fitness; a bonus (positive
-    mean) anti-correlates when it rises as fitness falls (a cost that grows with progress is the
-    expected trade-off, not a failure).
+    A term dominates when it holds over 80% of |total| (``share``: its mean |value| over the sum of
+    every component's) without tracking fitness; the components fail to add up when the training
+    reward differs from their sum; a bonus (positive mean) anti-correlates when it rises as fitness
+    falls (a cost that grows with progress is the expected trade-off, not a failure).
     """
     modes: list[str] = []
     comps = stats["components"]
+    add = stats.get("additivity") or {}
+    if add.get("adds_up") is False:
+        modes.append(f"the components do not add up to the reward: their means sum to {add['sum_of_means']:.3g} "
+                     f"per step but the training reward averages {add['reward_mean']:.3g} (gap {add['gap']:.3g}): "
+                     "part of the reward is in no component, so the shares and correlations above miss it; "
+                     "return every term as a component.")
     if len(comps) > 1:
         for name, c in comps.items():
             corr = c["corr_with_fitness"]

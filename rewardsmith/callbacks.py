@@ -54,6 +54,7 @@ class FitnessLogger(BaseCallback):
         self._sat = 0.0
         self._sat_n = 0
         self._env_reward = 0.0
+        self._total = 0.0
         self._n = 0
         self._fitness: list[float] = []
         self._lengths: list[int] = []
@@ -91,6 +92,7 @@ class FitnessLogger(BaseCallback):
             self._sat += float(np.mean(np.abs(actions) >= self._high))
             self._sat_n += 1
         if self._reward_env is not None:
+            self._total += float(self._reward_env.last_total.sum())
             comps = self._reward_env.last_components
             if self._comp_sum is None:
                 self._comp_sum = comps.sum(axis=0)
@@ -119,6 +121,8 @@ class FitnessLogger(BaseCallback):
                                  "action_saturation": self._sat / self._sat_n if self._sat_n else None}
         self.logger.record("reward/env_reward", point["env_reward_mean"])
         if self._comp_sum is not None and self._reward_env is not None:
+            point["reward_mean"] = self._total / n  # the reward source's total per step, before normalisation
+            self.logger.record("reward/total", point["reward_mean"])
             for j, name in enumerate(self._names):
                 point["components"][name] = float(self._comp_sum[j] / n)
                 point["components_abs"][name] = float(self._comp_abs[j] / n)  # type: ignore[index]

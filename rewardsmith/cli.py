@@ -293,22 +293,22 @@ def _num(value: Any, fmt: str = ".4g") -> str:
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The end-of-run lines of ``synthesize`` (never fails on a missing figure)."""
-    best = summary["best"]
+    best = summary.get("best") or {}
     lines = []
     if best.get("fitness_mean") is None:
-        lines.append(f"best reward: {best['source']}  search fitness {_num(best.get('search_fitness'))}; every "
+        lines.append(f"best reward: {best.get('source', '(none)')}  search fitness {_num(best.get('search_fitness'))}; every "
                      "final re-training failed, so there is no re-trained fitness")
         for name, errors in (summary.get("final_failures") or {}).items():
             lines.extend(f"  {name}: {e}" for e in errors[:3])
     else:
         ci = best.get("ci95") or [None, None]
-        lines.append(f"best reward: {best['source']}  fitness {_num(best['fitness_mean'])} ± "
-                     f"{_num(best['fitness_std'], '.3g')} (IQM {_num(best['fitness_iqm'])}, 95% CI "
+        lines.append(f"best reward: {best.get('source')}  fitness {_num(best['fitness_mean'])} ± "
+                     f"{_num(best.get('fitness_std'), '.3g')} (IQM {_num(best.get('fitness_iqm'))}, 95% CI "
                      f"[{_num(ci[0])}, {_num(ci[1])}]); search fitness {_num(best.get('search_fitness'))}")
     for name in ("human", "sparse"):
         base = (summary.get("baselines") or {}).get(name)
         if base:
-            lines.append(f"{name:>6s} baseline: {_num(base['mean'])} ± {_num(base['std'], '.3g')} "
+            lines.append(f"{name:>6s} baseline: {_num(base.get('mean'))} ± {_num(base.get('std'), '.3g')} "
                          f"(IQM {_num(base.get('iqm'))})")
     if summary.get("hns") is not None:
         lines.append(f"human-normalised score: {summary['hns']:.3f}")
@@ -330,6 +330,8 @@ def report(
     """Draw the one-page figure of a synthesize run (search, best candidate, final comparison)."""
     from rewardsmith.report import plot_run
 
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
     path = _guard(plot_run, run_dir, out)
     typer.echo(str(path))
 

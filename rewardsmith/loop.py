@@ -127,7 +127,7 @@ class Synthesizer:
                      on_done=advance)
         for c in cands:
             if c.trained:
-                self.log(f"  r{round_idx} c{c.index}: fitness {c.fitness_mean:.4g} ± {c.fitness_std:.3g}"
+                self.log(f"  r{round_idx} c{c.index}: fitness {c.fitness_mean:.4g} ± {c.fitness_std or 0:.3g}"
                          f" ({', '.join(c.components)})")
             elif c.status in ("failed", "timeout"):
                 self.log(f"  r{round_idx} c{c.index}: {c.error}")

@@ -113,3 +113,18 @@ def test_reflection_prompt_renders_stats_saved_before_additivity() -> None:
     del stats["additivity"]  # a run directory written by an earlier version
     text = _render(task, stats)
     assert "forward:" in text and "add up" not in text
+
+
+def test_training_logs_the_total_so_the_reflection_sees_a_missing_component() -> None:
+    from rewardsmith.train import train
+
+    hidden = ("def compute_reward(pole_angle, action):\n"
+              "    upright = 1.0 - abs(pole_angle)\n"
+              "    return upright + 1.0, {'upright': upright}\n")
+    result = train("inverted-pendulum", hidden, steps=1024, n_envs=2, save=False, tensorboard=False,
+                   eval_episodes=1)
+    point = result.curve[-1]
+    assert point["reward_mean"] == pytest.approx(point["components"]["upright"] + 1.0)
+    stats = reflect(get_task("inverted-pendulum"), result, ["upright"])
+    assert stats["additivity"]["adds_up"] is False
+    assert any("do not add up" in mode for mode in stats["failure_modes"])

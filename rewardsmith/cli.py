@@ -198,7 +198,8 @@ def train(
     job = TrainJob(name=f"train {spec.ref}", task=spec, reward=choice, steps=int(steps or spec.default_steps),
                    seed=seed, out=str(folder), algo=algo, n_envs=n_envs, time_limit_s=time_limit,
                    progress=not as_json and sys.stderr.isatty(), reuse=False, device=device)
-    outcome = _guard(LocalExecutor(workers=1).run, [job])[0]
+    with LocalExecutor(workers=1) as executor:
+        outcome = _guard(executor.run, [job])[0]
     if outcome.result is None:
         _fail(TrainingError(outcome.error or outcome.status))
     result = outcome.result

@@ -3,8 +3,9 @@
 A :class:`TrainJob` is one call of :func:`rewardsmith.train.train` (task, reward, budget, seed,
 output folder). An :class:`Executor` runs a batch of them and returns one :class:`JobOutcome` per
 job, in order, calling ``on_done`` as each finishes. :class:`LocalExecutor` runs them on a pool of
-processes on this machine (one job per process, ``spawn``ed, one torch thread each); a Ray
-executor (``--executor ray``) fits the same protocol.
+``spawn``ed worker processes on this machine (at most ``workers`` at once, one torch thread each;
+a worker trains one job after another, so imports are paid once, and a worker that is killed is
+replaced by a fresh one); a Ray executor (``--executor ray``) fits the same protocol.
 
 Time limits. A reward program can be fast on the probe's states and slow, or endless, on the
 states training reaches; numba code does not return to Python, so nothing in the worker can stop
@@ -61,6 +62,8 @@ class TrainJob:
         time_limit_s: a hard limit in seconds, or None for the derived limit (module docstring).
         progress: show the training's progress bar (on the worker's stderr).
         device: ``auto``, ``cpu`` or ``cuda``.
+        checked: ``reward`` is a program that already passed the full check (probe included) in
+            this run, so the worker compiles it from the cache without probing it again.
         reuse: reuse a finished ``result.json`` in ``out`` for the same seed instead of training.
     """
 
@@ -77,6 +80,7 @@ class TrainJob:
     progress: bool = False
     reuse: bool = True
     device: str = "auto"
+    checked: bool = False
 
 
 @dataclass
@@ -116,6 +120,10 @@ class Executor(Protocol):
         """Run ``jobs``; call ``on_done`` as each one finishes."""
         ...
 
+    def close(self) -> None:
+        """Release the workers."""
+        ...
+
 
 def finished_result(job: TrainJob) -> dict[str, Any] | None:
     """The readable ``result.json`` of an earlier run of ``job``, or None (missing, cut off, other seed)."""
@@ -135,40 +143,58 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the worker
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _worker(job: TrainJob, conn: Any, counter: Any) -> None:  # pragma: no cover - runs in the worker
+def _worker(conn: Any, counter: Any) -> None:  # pragma: no cover - runs in the worker
+    """Train the jobs that come down ``conn`` one after another (None ends), reporting steps in ``counter``."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us when it stops
-    try:
-        from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.callbacks import BaseCallback
 
-        from rewardsmith.train import train
+    from rewardsmith.errors import RewardsmithError
+    from rewardsmith.train import train
 
-        class Heartbeat(BaseCallback):
-            def _on_step(self) -> bool:
-                counter.value = self.num_timesteps
-                return True
+    class Heartbeat(BaseCallback):
+        def _on_step(self) -> bool:
+            counter.value = self.num_timesteps
+            return True
 
-        result = train(job.task, job.reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
-                       device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
-                       callbacks=[Heartbeat()])
-        conn.send(("ok", result.to_dict()))
-    except Exception as exc:
-        from rewardsmith.errors import RewardsmithError
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        counter.value = 0
+        try:
+            reward = job.reward
+            if job.checked and isinstance(reward, str) and reward not in ("builtin", "sparse"):
+                from rewardsmith.program import load_program
 
-        message = str(exc) if isinstance(exc, RewardsmithError) else f"{type(exc).__name__}: {exc}"
-        conn.send(("error", message or type(exc).__name__, traceback.format_exc(limit=8)))
-    finally:
-        conn.close()
+                reward = load_program(reward, job.task, run_probe=False)
+            result = train(job.task, reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
+                           device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
+                           callbacks=[Heartbeat()])
+            conn.send(("ok", result.to_dict()))
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, RewardsmithError) else f"{type(exc).__name__}: {exc}"
+            conn.send(("error", message or type(exc).__name__, traceback.format_exc(limit=8)))
 
 
 # -- the parent side ----------------------------------------------------------------------------
 @dataclass
-class _Running:
-    job: TrainJob
-    index: int
+class _Slot:
+    """A worker process and its two channels; it trains one job at a time."""
+
     proc: Any
     conn: Any
     counter: Any
+
+
+@dataclass
+class _Running:
+    job: TrainJob
+    index: int
+    slot: _Slot
     start: float
     last_steps: int = 0
     last_move: float = 0.0
@@ -200,6 +226,7 @@ class LocalExecutor:
         self.time_limit_s = time_limit_s
         self.stall_s = stall_s
         self._ctx = mp.get_context("spawn")
+        self._idle: list[_Slot] = []
 
     def run(self, jobs: Sequence[TrainJob],
             on_done: Callable[[JobOutcome], None] | None = None) -> list[JobOutcome]:
@@ -216,49 +243,63 @@ class LocalExecutor:
             else:
                 pending.append((i, job))
         running: list[_Running] = []
+        idle = self._idle
         with _stop_on_signals(), self._reaper(running):
             while pending or running:
                 while pending and len(running) < self.workers:
                     i, job = pending.pop(0)
-                    running.append(self._start(i, job))
+                    running.append(self._start(i, job, idle.pop() if idle else None))
                 time.sleep(POLL_S)
                 for r in list(running):
                     outcome = self._check(r)
                     if outcome is not None:
                         running.remove(r)
+                        if r.slot.proc.is_alive():
+                            idle.append(r.slot)  # reuse the warm process for the next job
                         outcomes[r.index] = outcome
                         if on_done:
                             on_done(outcome)
         return [o for o in outcomes if o is not None]
 
-    def _start(self, index: int, job: TrainJob) -> _Running:
-        parent, child = self._ctx.Pipe(duplex=False)
+    def _spawn(self) -> _Slot:
+        parent, child = self._ctx.Pipe(duplex=True)
         counter = self._ctx.Value("q", 0, lock=False)
-        proc = self._ctx.Process(target=_worker, args=(job, child, counter), daemon=True,
-                                 name=f"rewardsmith-{job.name}")
+        proc = self._ctx.Process(target=_worker, args=(child, counter), daemon=True, name="rewardsmith-worker")
         proc.start()
         child.close()
+        return _Slot(proc, parent, counter)
+
+    def _start(self, index: int, job: TrainJob, slot: _Slot | None) -> _Running:
+        if slot is not None and not slot.proc.is_alive():
+            slot = None  # died while idle: replace it
+        slot = slot or self._spawn()
+        slot.counter.value = 0
+        try:
+            slot.conn.send(job)
+        except OSError:
+            _kill(slot.proc)
+            slot = self._spawn()
+            slot.conn.send(job)
         now = time.monotonic()
         limit = job.time_limit_s if job.time_limit_s is not None else self.time_limit_s
-        return _Running(job, index, proc, parent, counter, now, last_move=now,
+        return _Running(job, index, slot, now, last_move=now,
                         deadline=None if limit is None else now + limit, extra={"hard": limit is not None})
 
     def _check(self, r: _Running) -> JobOutcome | None:
         now = time.monotonic()
         elapsed = now - r.start
-        steps = int(r.counter.value)
-        if r.conn.poll():
+        steps = int(r.slot.counter.value)
+        if r.slot.conn.poll():
             try:
-                message = r.conn.recv()
+                message = r.slot.conn.recv()
             except (EOFError, OSError):
                 message = None
-            r.proc.join(timeout=10)
             if message and message[0] == "ok":
                 return JobOutcome(r.job, "ok", message[1], wall_s=elapsed, steps_done=steps)
             if message:
                 return JobOutcome(r.job, "error", error=message[1], wall_s=elapsed, steps_done=steps)
-        if not r.proc.is_alive():
-            code = r.proc.exitcode
+        if not r.slot.proc.is_alive():
+            code = r.slot.proc.exitcode
             how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
             return JobOutcome(r.job, "crashed", error=f"the training process died ({how}) after {elapsed:.0f} s "
                               f"at step {steps:,}", wall_s=elapsed, steps_done=steps)
@@ -278,16 +319,39 @@ class LocalExecutor:
                    f"{r.job.steps:,}); the reward may be endless on states that training reaches")
         if why is None:
             return None
-        _kill(r.proc)
+        _kill(r.slot.proc)
         return JobOutcome(r.job, "timeout", error=why, wall_s=elapsed, steps_done=steps)
 
     @contextlib.contextmanager
     def _reaper(self, running: list[_Running]) -> Iterator[None]:
+        """Kill the busy workers when :meth:`run` is left early (an interruption, an error)."""
         try:
             yield
-        finally:
+        except BaseException:
             for r in running:
-                _kill(r.proc)
+                _kill(r.slot.proc)
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the idle workers (they are kept warm between :meth:`run` calls until then)."""
+        idle, self._idle[:] = list(self._idle), []
+        for slot in idle:
+            with contextlib.suppress(Exception):
+                slot.conn.send(None)
+        for slot in idle:
+            slot.proc.join(timeout=5)
+            _kill(slot.proc)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 def _kill(proc: Any) -> None:

@@ -40,7 +40,9 @@ def finalize(task: TaskSpec, best: Candidate, history: Sequence[Candidate], exec
     for name, reward in final_plans(task, best, baselines).items():
         for s in seeds:
             folder = "final" if name == "best" else f"baselines/{name}"
-            jobs.append(make_job(reward, s, str(run_path / folder / f"seed{s}"), f"{folder}/seed{s}"))
+            job = make_job(reward, s, str(run_path / folder / f"seed{s}"), f"{folder}/seed{s}")
+            job.checked = name == "best"  # the best program passed the full check when it was accepted
+            jobs.append(job)
             keys.append(name)
     outcomes = executor.run(jobs, on_done=on_done)
     by: dict[str, list[float]] = {}

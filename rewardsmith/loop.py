@@ -272,6 +272,8 @@ def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = N
         run.write_json("manifest.json", {"config": asdict(config), "versions": _versions(),
                                          "created": datetime.now().isoformat(timespec="seconds")})
         run.event("start", task=config.task, coder=config.coder)
+    own_executor = executor is None
+    loop = None
     try:
         loop = Synthesizer(config, run, coder=coder, hooks=hooks, executor=executor)
         return loop.run_all()
@@ -282,6 +284,9 @@ def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = N
         run.event("interrupted", message=str(exc))
         hooks.log(f"interrupted: every worker was stopped; continue with --resume {run.path}")
         raise
+    finally:
+        if own_executor and loop is not None:
+            loop.executor.close()
 
 
 def _versions() -> dict[str, str]:

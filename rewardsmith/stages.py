@@ -121,7 +121,9 @@ def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[
             c.status, c.error, c.stage = failure["status"], failure.get("error"), failure.get("stage")
             continue
         c.seed = candidate_seed(base_seed, c.round, c.index)
-        jobs.append((c, make_job(c.source, c.seed, str(out), c.name)))
+        job = make_job(c.source, c.seed, str(out), c.name)
+        job.checked = True  # accept() ran the full check on this very source
+        jobs.append((c, job))
     outcomes = executor.run([j for _, j in jobs], on_done=on_done)
     results: dict[str, dict[str, Any]] = {}
     for (c, job), outcome in zip(jobs, outcomes):

@@ -189,7 +189,7 @@ def test_synthesize_tiny_offline_run(runner, tmp_path, monkeypatch):
     again = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "fig.png")])
     assert again.exit_code == 0 and (tmp_path / "fig.png").is_file()
     missing = runner.invoke(app, ["report", str(tmp_path)])
-    assert missing.exit_code == 1 and "no finished synthesis run" in _one_error_line(missing)
+    assert missing.exit_code == 1 and "no synthesis run to draw" in _one_error_line(missing)
 
 
 def test_synthesize_interactive_shows_table_and_takes_feedback(runner, tmp_path, monkeypatch):

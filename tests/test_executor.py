@@ -119,6 +119,14 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _cpu(pid: int) -> int:
+    """User + system CPU time of ``pid`` in clock ticks (0 once it is gone)."""
+    try:
+        return sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().split()[13:15])
+    except OSError:
+        return 0
+
+
 def _is_worker(pid: int) -> bool:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -184,14 +192,12 @@ def test_a_worker_killed_from_outside_fails_only_its_own_job(tmp_path: Path) -> 
     while not done and time.time() < deadline:
         time.sleep(0.2)
     assert done and done[0].job.name == "fine"
-    workers: list[int] = []
-    for _ in range(50):
-        workers = [pid for pid in _children(os.getpid()) if _is_worker(pid)]
-        if len(workers) == 1:
-            break
-        time.sleep(0.2)
-    assert len(workers) == 1, workers
-    os.kill(workers[0], signal.SIGKILL)
+    workers = [pid for pid in _children(os.getpid()) if _is_worker(pid)]
+    before = {pid: _cpu(pid) for pid in workers}
+    time.sleep(1.0)
+    busy = [pid for pid in workers if _cpu(pid) - before[pid] > 20]  # the spinning one, not the idle one
+    assert len(busy) == 1, (workers, before)
+    os.kill(busy[0], signal.SIGKILL)
     thread.join(timeout=60)
     hangs, fine = result
     assert hangs.status == "crashed" and "SIGKILL" in hangs.error

@@ -183,6 +183,8 @@ def train(
         _fail(TrainingError("give exactly one of --reward FILE, --builtin or --sparse"))
     if reward is not None and not reward.is_file():
         _fail(FileNotFoundError(f"no such file: {reward}"))
+    if steps is not None and steps < 1:
+        _fail(TrainingError(f"--steps must be positive, got {steps}"))
     if time_limit is not None and time_limit <= 0:
         _fail(TrainingError(f"--time-limit must be positive seconds, got {time_limit:g}"))
     spec = _guard(get_task, task)
@@ -197,7 +199,8 @@ def train(
     folder = out or Path("runs") / f"train-{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
     job = TrainJob(name=f"train {spec.ref}", task=spec, reward=choice, steps=int(steps or spec.default_steps),
                    seed=seed, out=str(folder), algo=algo, n_envs=n_envs, time_limit_s=time_limit,
-                   progress=not as_json and sys.stderr.isatty(), reuse=False, device=device)
+                   progress=not as_json and sys.stderr.isatty(), reuse=False, device=device,
+                   checked=reward is not None)  # load_program above ran the full check
     with LocalExecutor(workers=1) as executor:
         outcome = _guard(executor.run, [job])[0]
     if outcome.result is None:

@@ -5,7 +5,7 @@ output folder). An :class:`Executor` runs a batch of them and returns one :class
 job, in order, calling ``on_done`` as each finishes. :class:`LocalExecutor` runs them on a pool of
 ``spawn``ed worker processes on this machine (at most ``workers`` at once, one torch thread each;
 a worker trains one job after another, so imports are paid once, and a worker that is killed is
-replaced by a fresh one); a Ray executor (``--executor ray``) fits the same protocol.
+replaced by a fresh one); a Ray executor (planned: ``--executor ray``) would fit the same protocol.
 
 Time limits. A reward program can be fast on the probe's states and slow, or endless, on the
 states training reaches; numba code does not return to Python, so nothing in the worker can stop
@@ -126,11 +126,26 @@ class Executor(Protocol):
 
 
 def finished_result(job: TrainJob) -> dict[str, Any] | None:
-    """The readable ``result.json`` of an earlier run of ``job``, or None (missing, cut off, other seed)."""
-    data = read_json(Path(job.out) / "result.json")
-    if not isinstance(data, dict) or data.get("seed") != job.seed or "fitness_mean" not in data:
+    """The readable ``result.json`` of an earlier run of ``job``, or None.
+
+    None when it is missing or cut off, or was trained with another seed, task, algorithm, a
+    smaller budget or another reward (the program's source is compared with ``reward.py``).
+    """
+    out = Path(job.out)
+    data = read_json(out / "result.json")
+    if not isinstance(data, dict) or "fitness_mean" not in data or data.get("seed") != job.seed:
         return None
-    return data
+    if data.get("task") != job.task.name or int(data.get("steps", 0)) < job.steps:
+        return None
+    if job.algo is not None and data.get("algo") != job.algo.lower():
+        return None
+    if job.reward in ("builtin", "sparse"):
+        return data if data.get("reward") == job.reward else None
+    try:
+        same = isinstance(job.reward, str) and (out / "reward.py").read_text() == job.reward
+    except OSError:
+        same = False
+    return data if same else None
 
 
 # -- the worker side ----------------------------------------------------------------------------
@@ -146,7 +161,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the worker
 def _worker(conn: Any, counter: Any) -> None:  # pragma: no cover - runs in the worker
     """Train the jobs that come down ``conn`` one after another (None ends), reporting steps in ``counter``."""
     _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us when it stops
+    # the parent decides: it kills us (SIGKILL) when it stops, so a group-wide SIGINT/SIGTERM
+    # (Ctrl-C, timeout, a batch scheduler) cannot kill a training before the parent notices
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from stable_baselines3.common.callbacks import BaseCallback
 
     from rewardsmith.errors import RewardsmithError
@@ -227,6 +245,7 @@ class LocalExecutor:
         self.stall_s = stall_s
         self._ctx = mp.get_context("spawn")
         self._idle: list[_Slot] = []
+        self._live: list[_Slot] = []  # every worker started and not yet reaped
 
     def run(self, jobs: Sequence[TrainJob],
             on_done: Callable[[JobOutcome], None] | None = None) -> list[JobOutcome]:
@@ -265,9 +284,12 @@ class LocalExecutor:
         parent, child = self._ctx.Pipe(duplex=True)
         counter = self._ctx.Value("q", 0, lock=False)
         proc = self._ctx.Process(target=_worker, args=(child, counter), daemon=True, name="rewardsmith-worker")
+        slot = _Slot(proc, parent, counter)
+        self._live[:] = [s for s in self._live if s.proc.is_alive()]
+        self._live.append(slot)
         proc.start()
         child.close()
-        return _Slot(proc, parent, counter)
+        return slot
 
     def _start(self, index: int, job: TrainJob, slot: _Slot | None) -> _Running:
         if slot is not None and not slot.proc.is_alive():
@@ -300,7 +322,12 @@ class LocalExecutor:
                 return JobOutcome(r.job, "error", error=message[1], wall_s=elapsed, steps_done=steps)
         if not r.slot.proc.is_alive():
             code = r.slot.proc.exitcode
-            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit status {code}"
+            how = f"exit status {code}"
+            if code is not None and code < 0:
+                try:
+                    how = f"signal {signal.Signals(-code).name}"
+                except ValueError:
+                    how = f"signal {-code}"
             return JobOutcome(r.job, "crashed", error=f"the training process died ({how}) after {elapsed:.0f} s "
                               f"at step {steps:,}", wall_s=elapsed, steps_done=steps)
         if steps != r.last_steps:
@@ -328,10 +355,23 @@ class LocalExecutor:
         try:
             yield
         except BaseException:
-            for r in running:
-                _kill(r.slot.proc)
-            self.close()
+            self._kill_all()
             raise
+
+    def _kill_all(self) -> None:
+        """SIGKILL every worker this executor started; a further Ctrl-C cannot cut it short."""
+        slots, self._live[:], self._idle[:] = list(self._live), [], []
+        for slot in slots:
+            try:
+                if slot.proc.is_alive():
+                    slot.proc.kill()
+            except BaseException:
+                continue
+        for slot in slots:
+            try:
+                slot.proc.join(timeout=10)
+            except BaseException:
+                continue
 
     def close(self) -> None:
         """Stop the idle workers (they are kept warm between :meth:`run` calls until then)."""
@@ -341,7 +381,7 @@ class LocalExecutor:
                 slot.conn.send(None)
         for slot in idle:
             slot.proc.join(timeout=5)
-            _kill(slot.proc)
+        self._kill_all()
 
     def __enter__(self) -> LocalExecutor:
         return self

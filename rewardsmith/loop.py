@@ -75,6 +75,11 @@ class Synthesizer:
         self.steps = int(self.config.steps or self.task.default_steps)
         self.history: list[Candidate] = []
         self.feedback: list[str] = [self.config.feedback] if self.config.feedback else []
+        self._asked = set()  # rounds whose feedback is already in the run (restored on resume)
+        for event in run.events():
+            if event.get("event") == "human_feedback" and event.get("text"):
+                self.feedback.append(str(event["text"]))
+                self._asked.add(event.get("round"))
 
     # -- helpers -------------------------------------------------------------------------------
     def _render(self, name: str, **ctx: Any) -> str:
@@ -121,7 +126,7 @@ class Synthesizer:
         for c in cands:
             if c.status == "rejected":
                 self.log(f"  r{round_idx} c{c.index}: rejected ({c.stage}): {c.error}")
-        n_jobs = sum(c.status != "rejected" for c in cands)
+        n_jobs = sum(c.status not in ("rejected", "timeout") for c in cands)
         with self._progress(f"round {round_idx + 1}: training", n_jobs) as advance:
             evaluate(self.executor, cands, self._job, self.run.path / rdir, self.config.seed, self.task,
                      on_done=advance)
@@ -177,7 +182,7 @@ class Synthesizer:
                 self.log(f"round {r + 1}: the best program reaches the maximum possible fitness; stopping early")
                 self.run.event("early_stop", round=r)
                 break
-            if self.hooks.ask_feedback is not None:
+            if self.hooks.ask_feedback is not None and r not in self._asked:
                 self._gifs(r, last)
                 text = self.hooks.ask_feedback(r, last)
                 if text:
@@ -191,7 +196,9 @@ class Synthesizer:
         self.run.write_text("best_reward.py", _standalone(best.source or "", self.task))
         seeds_note = ", ".join(str(self.config.seed + k) for k in range(self.config.final_seeds))
         self.log(f"final: re-training the best program and the baselines on seeds {seeds_note}")
-        n_final = self.config.final_seeds * (1 + 2 * self.config.baselines)
+        from rewardsmith.final import final_plans
+
+        n_final = self.config.final_seeds * len(final_plans(self.task, best, self.config.baselines))
         with self._progress("final re-training and baselines", n_final) as advance:
             summary = finalize(self.task, best, self.history, self.executor, self._job, self.run.path,
                                self.config.seed, self.config.final_seeds, self.config.baselines, on_done=advance)

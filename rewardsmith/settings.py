@@ -14,6 +14,9 @@ from typing import Any
 
 from rewardsmith.errors import RewardsmithError
 
+#: the executors ``executor`` may name.
+EXECUTORS = ("local",)
+
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
     if callable(default) and not isinstance(default, type):
@@ -71,11 +74,27 @@ class SynthesisConfig:
             problems.append(f"steps must be positive (got {self.steps})")
         if self.time_limit is not None and self.time_limit <= 0:
             problems.append(f"time_limit must be positive seconds (got {self.time_limit})")
-        if problems:
-            raise RewardsmithError("; ".join(problems))
+        if self.eval_episodes is not None and self.eval_episodes < 1:
+            problems.append(f"eval_episodes must be at least 1 (got {self.eval_episodes})")
+        if self.workers is not None and self.workers < 1:
+            problems.append(f"workers must be at least 1 (got {self.workers})")
+        if self.executor not in EXECUTORS:
+            problems.append(f"unknown executor {self.executor!r}: use {', '.join(EXECUTORS)}")
         coder = self.coder
         if coder == "auto":
             coder = "replay" if self.replay_dir else default_coder_kind()
+        from rewardsmith.coders import CODER_KINDS
+
+        if coder not in CODER_KINDS:
+            import difflib
+
+            close = difflib.get_close_matches(coder, CODER_KINDS, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            problems.append(f"unknown coder {coder!r}.{hint} Known coders: {', '.join(CODER_KINDS)}")
+        if coder == "replay" and not self.replay_dir:
+            problems.append("the replay coder needs the run directory to replay: pass --replay")
+        if problems:
+            raise RewardsmithError("; ".join(problems))
         return dataclasses.replace(self, coder=coder,
                                    workers=self.workers or max(1, os.cpu_count() or 1))
 

@@ -105,9 +105,10 @@ def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[
     """Train every accepted candidate through ``executor``; returns ``{candidate name: TrainResult dict}``.
 
     Trained candidates get their fitness and reflection; failed ones ``failed`` or ``timeout``
-    with the reason. A failure is recorded in the candidate's folder (``failure.json``), so a
-    resumed run does not spend the time again; a training whose ``result.json`` is intact is
-    reused, one cut short is redone.
+    with the reason. A timeout is recorded in the candidate's folder (``failure.json``), so a
+    resumed run does not spend the time limit again; other failures (a worker that died, an env
+    that could not be made) may come from the machine rather than the program and are retried on
+    resume. A training whose ``result.json`` is intact is reused, one cut short is redone.
     """
     from rewardsmith.reflection import reflect
 
@@ -117,7 +118,7 @@ def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[
             continue
         out = rounds_dir / f"c{c.index:02d}"
         failure = read_json(out / "failure.json")
-        if isinstance(failure, dict) and failure.get("status") in ("failed", "timeout"):
+        if isinstance(failure, dict) and failure.get("status") == "timeout":
             c.status, c.error, c.stage = failure["status"], failure.get("error"), failure.get("stage")
             continue
         c.seed = candidate_seed(base_seed, c.round, c.index)
@@ -131,9 +132,10 @@ def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[
             c.status = "timeout" if outcome.status == "timeout" else "failed"
             c.stage = "timeout" if outcome.status == "timeout" else "training"
             c.error = f"training {'ran out of time' if outcome.status == 'timeout' else 'failed'}: {outcome.error}"
-            atomic_write_json(Path(job.out) / "failure.json", {"status": c.status, "stage": c.stage,
-                                                              "error": c.error, "wall_s": outcome.wall_s,
-                                                              "steps_done": outcome.steps_done})
+            if outcome.status == "timeout":
+                atomic_write_json(Path(job.out) / "failure.json", {"status": c.status, "stage": c.stage,
+                                                                  "error": c.error, "wall_s": outcome.wall_s,
+                                                                  "steps_done": outcome.steps_done})
             continue
         res = outcome.result
         c.status, c.error, c.stage = "trained", None, None
@@ -147,7 +149,9 @@ def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[
 # -- select -----------------------------------------------------------------------------------
 def select_by_fitness(history: Sequence[Candidate]) -> Candidate | None:
     """The trained candidate with the highest mean fitness (the earliest on ties), or None."""
-    trained = [c for c in history if c.trained]
+    import math
+
+    trained = [c for c in history if c.trained and math.isfinite(c.fitness_mean)]  # type: ignore[arg-type]
     return max(trained, key=lambda c: c.fitness_mean) if trained else None  # type: ignore[arg-type,return-value]
 
 

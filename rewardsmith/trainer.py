@@ -263,7 +263,7 @@ class Trainer:
         meta = Checkpoint.read(directory)
         if not (directory / "model.zip").is_file():
             raise TrainingError(f"no model.zip in {directory}")
-        spec = get_task(meta.task)
+        spec = get_task(f"{meta.task}@{meta.task_version}" if getattr(meta, "task_version", None) else meta.task)
         if int(getattr(spec, "version", 1)) != meta.task_version:
             warnings.warn(f"checkpoint was trained on {meta.task} version {meta.task_version}, "
                           f"continuing on version {getattr(spec, 'version', 1)}", stacklevel=2)

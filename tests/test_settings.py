@@ -48,10 +48,32 @@ def test_cli_takes_defaults_and_help_from_the_settings() -> None:
 
 @pytest.mark.parametrize("bad, match", [({"samples": 0}, "samples must be at least 1"),
                                         ({"samples": 1000}, "below 1000"),
-                                        ({"time_limit": -1.0}, "time_limit must be positive")])
+                                        ({"time_limit": -1.0}, "time_limit must be positive"),
+                                        ({"coder": "opnai"}, "unknown coder 'opnai'. Did you mean 'openai'"),
+                                        ({"coder": "replay"}, "needs the run directory"),
+                                        ({"executor": "slurm"}, "unknown executor"),
+                                        ({"eval_episodes": 0}, "eval_episodes must be at least 1")])
 def test_bad_settings_are_clear(bad: dict, match: str) -> None:
     with pytest.raises(RewardsmithError, match=match):
         SynthesisConfig(task="inverted-pendulum", **bad).validated()
+
+
+def test_bad_settings_leave_no_run_directory_behind(tmp_path) -> None:
+    from rewardsmith.loop import synthesize
+
+    with pytest.raises(RewardsmithError, match="unknown coder"):
+        synthesize(SynthesisConfig(task="inverted-pendulum", coder="opnai"), out=tmp_path / "run")
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_selection_ignores_non_finite_fitness() -> None:
+    from rewardsmith.candidate import Candidate
+    from rewardsmith.stages import select_by_fitness
+
+    history = [Candidate(0, 0, fitness_mean=float("nan")), Candidate(0, 1, fitness_mean=2.0),
+               Candidate(0, 2, fitness_mean=1.0)]
+    assert select_by_fitness(history) is history[1]
+    assert select_by_fitness([Candidate(0, 0)]) is None
 
 
 def test_summary_lines_when_every_final_retraining_failed() -> None:

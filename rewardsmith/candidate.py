@@ -73,22 +73,28 @@ class Candidate:
         return cand
 
 
-def candidate_seed(base: int, round_idx: int, index: int) -> int:
-    """The training seed of candidate ``index`` of round ``round_idx``: ``base + 1000*(round+1) + index``.
+#: Seeds are ``STRIDE`` apart: a training seeds its env i with ``seed + i`` (SB3's convention), so
+#: seeds closer than the number of envs would share env streams and not be fresh.
+STRIDE = 100
 
-    Disjoint from :func:`final_seeds` (``base + k``, k < 1000) for every round, and from each other
-    while ``index < 1000``.
+
+def candidate_seed(base: int, round_idx: int, index: int) -> int:
+    """The training seed of candidate ``index`` of round ``round_idx``.
+
+    ``base + 100_000*(round+1) + 100*index``: disjoint from :func:`final_seeds` (``base + 100*k``,
+    k < 1000) for every round, from each other while ``index < 1000``, and every two seeds are at
+    least :data:`STRIDE` apart, so trainings with up to 100 envs share no env stream.
     """
     if not 0 <= index < 1000:
         raise ValueError(f"candidate index must be in [0, 1000), got {index}")
-    return base + 1000 * (round_idx + 1) + index
+    return base + STRIDE * 1000 * (round_idx + 1) + STRIDE * index
 
 
 def final_seeds(base: int, n: int) -> list[int]:
-    """The fresh seeds of the final re-training and the baselines: ``base + k`` for k < n (< 1000)."""
+    """The fresh seeds of the final re-training and the baselines: ``base + 100*k`` for k < n (< 1000)."""
     if not 0 < n < 1000:
         raise ValueError(f"the number of final seeds must be in [1, 1000), got {n}")
-    return [base + k for k in range(n)]
+    return [base + STRIDE * k for k in range(n)]
 
 
 __all__ = ["STATUSES", "Candidate", "candidate_seed", "final_seeds"]

@@ -194,7 +194,9 @@ class Synthesizer:
             raise RewardsmithError(f"no candidate could be trained (failed at: {', '.join(why)}; see "
                                    f"{self.run.path}/rounds/*/results.json)")
         self.run.write_text("best_reward.py", _standalone(best.source or "", self.task))
-        seeds_note = ", ".join(str(self.config.seed + k) for k in range(self.config.final_seeds))
+        from rewardsmith.candidate import final_seeds
+
+        seeds_note = ", ".join(str(s) for s in final_seeds(self.config.seed, self.config.final_seeds))
         self.log(f"final: re-training the best program and the baselines on seeds {seeds_note}")
         from rewardsmith.final import final_plans
 

@@ -34,8 +34,8 @@ class SynthesisConfig:
     iterations: int = _opt(3, "Rounds of the loop.")
     samples: int = _opt(4, "Programs asked for per round.")
     steps: int | None = _opt(None, "Training steps per candidate (default: the task's budget).")
-    seed: int = _opt(0, "Base seed: candidates train on seed+1000*(round+1)+index, the final re-training and "
-                        "baselines on seed+k.")
+    seed: int = _opt(0, "Base seed: candidates train on seed+100000*(round+1)+100*index, the final re-training "
+                        "and baselines on seed+100*k (100 apart: env i of a training uses seed+i).")
     workers: int | None = _opt(None, "Parallel trainings (default: the CPU cores).")
     executor: str = _opt("local", "Where trainings run: local (a process pool on this machine).")
     time_limit: float | None = _opt(None, "Seconds one training may take before it is killed and reported as "
@@ -63,6 +63,8 @@ class SynthesisConfig:
         from rewardsmith.coders import default_coder_kind
 
         problems = []
+        if self.n_envs > 100:
+            problems.append(f"n_envs must be at most 100 (seeds are 100 apart), got {self.n_envs}")
         for name in ("iterations", "samples", "final_seeds", "n_envs"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1 (got {getattr(self, name)})")

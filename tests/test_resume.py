@@ -73,7 +73,7 @@ def test_kill_9_and_a_cut_result_file_resume_and_complete(tmp_path: Path) -> Non
     proc = subprocess.Popen([sys.executable, "-c", _RUN, str(out)], env={**os.environ}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
-        _wait_for(out / "final" / "seed0" / "result.json", proc)
+        _wait_for(out / "final" / "seed0" / "result.json", proc)  # final seeds: 0, 100, 200
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -85,7 +85,7 @@ def test_kill_9_and_a_cut_result_file_resume_and_complete(tmp_path: Path) -> Non
     c1.write_text(c1.read_text()[:57])  # cut short, as a full disk or a kill mid-copy leaves it
     summary = synthesize(resume=out, log=lambda _: None)
     assert {p: p.stat().st_mtime_ns for p in (c0, f0)} == kept, "intact trainings are reused"
-    assert json.loads(c1.read_text())["seed"] == 1001, "the cut file's training is redone"
+    assert json.loads(c1.read_text())["seed"] == 100_100, "the cut file's training is redone"
     assert summary["best"]["n"] == 3 and (out / "summary.json").is_file()
     events = [json.loads(line)["event"] for line in (out / "events.jsonl").read_text().splitlines() if line]
     assert "resume" in events and events[-1] == "done"

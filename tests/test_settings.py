@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +18,10 @@ def test_candidate_seeds_never_meet_the_final_seeds() -> None:
     base = 7
     search = {candidate_seed(base, r, i) for r in range(60) for i in range(64)}
     assert len(search) == 60 * 64
-    assert not search & set(final_seeds(base, 999))
+    final = set(final_seeds(base, 999))
+    assert not search & final
+    seeds = sorted(search | final)
+    assert min(b - a for a, b in itertools.pairwise(seeds)) >= 100, "8 envs of one training never reuse another's"
     # the old scheme (seed + 100*round + index vs seed + 1000 + k) collided from round 10 on
     assert (base + 100 * 10 + 0) == (base + 1000 + 0)
 
@@ -52,7 +56,8 @@ def test_cli_takes_defaults_and_help_from_the_settings() -> None:
                                         ({"coder": "opnai"}, "unknown coder 'opnai'. Did you mean 'openai'"),
                                         ({"coder": "replay"}, "needs the run directory"),
                                         ({"executor": "slurm"}, "unknown executor"),
-                                        ({"eval_episodes": 0}, "eval_episodes must be at least 1")])
+                                        ({"eval_episodes": 0}, "eval_episodes must be at least 1"),
+                                        ({"n_envs": 101}, "at most 100")])
 def test_bad_settings_are_clear(bad: dict, match: str) -> None:
     with pytest.raises(RewardsmithError, match=match):
         SynthesisConfig(task="inverted-pendulum", **bad).validated()

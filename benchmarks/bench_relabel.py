@@ -33,6 +33,16 @@ def compute_reward(x_velocity, torso_height, torso_angle, joint_velocities, acti
 '''
 
 
+def _best_of(repeats: int, fn, *args):
+    """The fastest of ``repeats`` timed calls of ``fn(*args)``, and its result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn(*args)
+        best = min(best, time.perf_counter() - t)
+    return best, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -44,20 +54,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     states = rng.normal(size=(args.n, task.state_size))
     relabel(program, states[:1000])  # warm
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        total, _ = relabel(program, states)
-        times.append(time.perf_counter() - t)
-    t_numba = min(times)
+    t_numba, (total, _) = _best_of(args.repeats, relabel, program, states)
     batch = Transitions.from_states(states, prev_state=np.roll(states, 1, axis=0),
                                     terminated=rng.random(args.n) < 0.001, truncated=np.zeros(args.n, bool))
-    times = []
-    for _ in range(args.repeats):
-        t = time.perf_counter()
-        total_t, _ = relabel(program, batch)
-        times.append(time.perf_counter() - t)
-    t_batch = min(times)
+    t_batch, (total_t, _) = _best_of(args.repeats, relabel, program, batch)
     np.testing.assert_array_equal(total_t, total)
     fn = program.python()
     parts = split_state(task, states[: args.python_n])

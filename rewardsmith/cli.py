@@ -171,12 +171,10 @@ def train(
     Training runs in a worker process watched against its time limit, so a reward that never
     returns on the states training reaches stops with one line instead of hanging.
     """
-    from datetime import datetime
-
     from rewardsmith.errors import TrainingError
     from rewardsmith.executor import LocalExecutor, TrainJob
     from rewardsmith.tasks import get_task
-    from rewardsmith.train import resolve_device
+    from rewardsmith.train import default_out_dir, resolve_device
 
     chosen = [x for x in (reward is not None, builtin, sparse) if x]
     if len(chosen) != 1:
@@ -196,7 +194,7 @@ def train(
         from rewardsmith.program import load_program
 
         _guard(load_program, reward, spec)
-    folder = out or Path("runs") / f"train-{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    folder = out or default_out_dir(spec)
     job = TrainJob(name=f"train {spec.ref}", task=spec, reward=choice, steps=int(steps or spec.default_steps),
                    seed=seed, out=str(folder), algo=algo, n_envs=n_envs, time_limit_s=time_limit,
                    progress=not as_json and sys.stderr.isatty(), reuse=False, device=device,
@@ -342,16 +340,10 @@ def report(
 
 def _ask_feedback(round_idx: int, candidates: list[Any]) -> str | None:
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console(stderr=True)
-    table = Table(title=f"round {round_idx + 1}")
-    for col in ("candidate", "fitness", "components / error"):
-        table.add_column(col)
-    for c in candidates:
-        fit = "-" if c.fitness_mean is None else f"{c.fitness_mean:.4g}"
-        table.add_row(str(c.index), fit, c.error or ", ".join(c.components))
-    console.print(table)
+    from rewardsmith.ui import round_table
+
+    Console(stderr=True).print(round_table(round_idx, candidates, None))
     for c in candidates:
         if c.gif:
             typer.echo(f"candidate {c.index} rollout: {c.gif}", err=True)

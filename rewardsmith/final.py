@@ -30,7 +30,7 @@ def final_plans(task: TaskSpec, best: Candidate, baselines: bool) -> dict[str, A
 
 
 def finalize(task: TaskSpec, best: Candidate, history: Sequence[Candidate], executor: Executor,
-             make_job: Callable[[Any, int, str, str], TrainJob], run_path: Path, base_seed: int, n_seeds: int,
+             make_job: Callable[..., TrainJob], run_path: Path, base_seed: int, n_seeds: int,
              baselines: bool, on_done: Callable[[JobOutcome], None] | None = None) -> dict[str, Any]:
     """Run the final trainings and return the summary (without usage, wall time and report)."""
     from rewardsmith.stats import human_normalized, summarize
@@ -40,9 +40,9 @@ def finalize(task: TaskSpec, best: Candidate, history: Sequence[Candidate], exec
     for name, reward in final_plans(task, best, baselines).items():
         for s in seeds:
             folder = "final" if name == "best" else f"baselines/{name}"
-            job = make_job(reward, s, str(run_path / folder / f"seed{s}"), f"{folder}/seed{s}")
-            job.checked = name == "best"  # the best program passed the full check when it was accepted
-            jobs.append(job)
+            # the best program passed the full check when it was accepted
+            jobs.append(make_job(reward, s, str(run_path / folder / f"seed{s}"), f"{folder}/seed{s}",
+                                 checked=name == "best"))
             keys.append(name)
     outcomes = executor.run(jobs, on_done=on_done)
     by: dict[str, list[float]] = {}

@@ -95,10 +95,10 @@ class Synthesizer:
         return CoderContext(task=self.task, round=round_idx, seed=self.config.seed, history=hist,
                             human_feedback="\n".join(self.feedback) or None, **kw)
 
-    def _job(self, reward: Any, seed: int, out: str, name: str) -> TrainJob:
+    def _job(self, reward: Any, seed: int, out: str, name: str, checked: bool = False) -> TrainJob:
         return TrainJob(name=name, task=self.task, reward=reward, steps=self.steps, seed=seed, out=out,
                         algo=self.config.algo, n_envs=self.config.n_envs, eval_episodes=self.config.eval_episodes,
-                        time_limit_s=self.config.time_limit)
+                        time_limit_s=self.config.time_limit, checked=checked)
 
     def _progress(self, label: str, total: int) -> ContextManager[Callable[[JobOutcome], None]]:
         return (self.hooks.progress or _no_progress)(label, total)

@@ -85,14 +85,10 @@ class SynthesisConfig:
         coder = self.coder
         if coder == "auto":
             coder = "replay" if self.replay_dir else default_coder_kind()
-        from rewardsmith.coders import CODER_KINDS
+        from rewardsmith.coders import CODER_KINDS, unknown_coder_message
 
         if coder not in CODER_KINDS:
-            import difflib
-
-            close = difflib.get_close_matches(coder, CODER_KINDS, n=1, cutoff=0.5)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            problems.append(f"unknown coder {coder!r}.{hint} Known coders: {', '.join(CODER_KINDS)}")
+            problems.append(unknown_coder_message(coder).rstrip("."))
         if coder == "replay" and not self.replay_dir:
             problems.append("the replay coder needs the run directory to replay: pass --replay")
         if problems:

@@ -99,7 +99,7 @@ def accept(completion: Completion | str, messages: list[dict[str, str]], round_i
 
 
 # -- evaluate ---------------------------------------------------------------------------------
-def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[[Any, int, str, str], TrainJob],
+def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[..., TrainJob],
              rounds_dir: Path, base_seed: int, task: TaskSpec,
              on_done: Callable[[JobOutcome], None] | None = None) -> dict[str, dict[str, Any]]:
     """Train every accepted candidate through ``executor``; returns ``{candidate name: TrainResult dict}``.
@@ -122,9 +122,8 @@ def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[
             c.status, c.error, c.stage = failure["status"], failure.get("error"), failure.get("stage")
             continue
         c.seed = candidate_seed(base_seed, c.round, c.index)
-        job = make_job(c.source, c.seed, str(out), c.name)
-        job.checked = True  # accept() ran the full check on this very source
-        jobs.append((c, job))
+        # accept() ran the full check on this very source: the worker need not probe it again
+        jobs.append((c, make_job(c.source, c.seed, str(out), c.name, checked=True)))
     outcomes = executor.run([j for _, j in jobs], on_done=on_done)
     results: dict[str, dict[str, Any]] = {}
     for (c, job), outcome in zip(jobs, outcomes):

@@ -66,6 +66,11 @@ class TrainResult:
         return asdict(self)
 
 
+def default_out_dir(task: TaskSpec) -> Path:
+    """``runs/train-<task>-<timestamp>``: where a training goes when no folder is given."""
+    return Path("runs") / f"train-{task.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``; validates explicit choices."""
     import torch
@@ -191,7 +196,7 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
     t0 = time.perf_counter()  # training and evaluation (not loading the program)
     try:
         if save or tensorboard:
-            out_dir = Path(out) if out else Path("runs") / f"train-{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+            out_dir = Path(out) if out else default_out_dir(spec)
             out_dir.mkdir(parents=True, exist_ok=True)
         if tensorboard and out_dir is not None:
             trainer.tensorboard_dir = trainer.model.tensorboard_log = str(out_dir / "tensorboard")

@@ -88,6 +88,11 @@ def make_coder(kind: str, *, model: str | None = None, base_url: str | None = No
 
         coder: Coder = OfflineCoder(**kw)
         return RecordingCoder(coder, recorder) if recorder is not None else coder
+    raise CoderError(unknown_coder_message(kind))
+
+
+def unknown_coder_message(kind: str) -> str:
+    """``unknown coder 'x'. Did you mean ...? Known coders: ...`` (for make_coder and the settings)."""
     close = difflib.get_close_matches(kind, CODER_KINDS, n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise CoderError(f"unknown coder {kind!r}.{hint} Known coders: {', '.join(CODER_KINDS)}.")
+    return f"unknown coder {kind!r}.{hint} Known coders: {', '.join(CODER_KINDS)}."

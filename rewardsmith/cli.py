@@ -232,6 +232,18 @@ def synthesize(
     seed: Annotated[int, _setting("seed")] = default_for("seed"),
     workers: Annotated[int | None, _setting("workers")] = default_for("workers"),
     executor: Annotated[str, _setting("executor")] = default_for("executor"),
+    address: Annotated[str | None, _setting("address")] = default_for("address"),
+    cpus_per_job: Annotated[float, _setting("cpus_per_job", "--cpus-per-job")] = default_for("cpus_per_job"),
+    gpus_per_job: Annotated[float, _setting("gpus_per_job", "--gpus-per-job")] = default_for("gpus_per_job"),
+    device: Annotated[str, _setting("device")] = default_for("device"),
+    schedule: Annotated[str, _setting("schedule")] = default_for("schedule"),
+    halving_eta: Annotated[int, _setting("halving_eta", "--halving-eta")] = default_for("halving_eta"),
+    halving_min_fraction: Annotated[float, _setting("halving_min_fraction", "--halving-min-fraction")
+                                    ] = default_for("halving_min_fraction"),
+    final_candidates: Annotated[int | None, _setting("final_candidates", "--final-candidates")
+                                ] = default_for("final_candidates"),
+    warm_start: Annotated[bool, _setting("warm_start", "--warm-start/--cold-start")] = default_for("warm_start"),
+    screen: Annotated[str, _setting("screen")] = default_for("screen"),
     time_limit: Annotated[float | None, _setting("time_limit", "--time-limit")] = default_for("time_limit"),
     final_seeds: Annotated[int, _setting("final_seeds", "--final-seeds")] = default_for("final_seeds"),
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the human and sparse baselines.")] = False,
@@ -266,7 +278,10 @@ def synthesize(
     if resume is None:
         config = _guard(SynthesisConfig(
             task=task or "", coder=coder, iterations=iterations, samples=samples, steps=steps, seed=seed,
-            workers=workers, executor=executor, time_limit=time_limit, final_seeds=final_seeds,
+            workers=workers, executor=executor, address=address, cpus_per_job=cpus_per_job,
+            gpus_per_job=gpus_per_job, device=device, schedule=schedule, halving_eta=halving_eta,
+            halving_min_fraction=halving_min_fraction, final_candidates=final_candidates, warm_start=warm_start,
+            screen=screen, time_limit=time_limit, final_seeds=final_seeds,
             baselines=not no_baselines, repair_rounds=repair_rounds, gif_frames=gif_frames,
             stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, eval_episodes=eval_episodes,
             feedback=feedback, model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens,

@@ -65,6 +65,9 @@ class TrainJob:
         checked: ``reward`` is a program that already passed the full check (probe included) in
             this run, so the worker compiles it from the cache without probing it again.
         reuse: reuse a finished ``result.json`` in ``out`` for the same seed instead of training.
+        continue_from: a checkpoint folder (usually ``out``) of an earlier, shorter part of this
+            training to continue to ``steps`` (successive halving); a mismatch trains from scratch.
+        init_from: a checkpoint folder of another training whose policy starts this one (warm start).
     """
 
     name: str
@@ -81,6 +84,8 @@ class TrainJob:
     reuse: bool = True
     device: str = "auto"
     checked: bool = False
+    continue_from: str | None = None
+    init_from: str | None = None
 
 
 @dataclass
@@ -168,7 +173,6 @@ def _worker(conn: Any, counter: Any) -> None:  # pragma: no cover - runs in the 
     from stable_baselines3.common.callbacks import BaseCallback
 
     from rewardsmith.errors import RewardsmithError
-    from rewardsmith.train import train
 
     class Heartbeat(BaseCallback):
         def _on_step(self) -> bool:
@@ -184,18 +188,29 @@ def _worker(conn: Any, counter: Any) -> None:  # pragma: no cover - runs in the 
             return
         counter.value = 0
         try:
-            reward = job.reward
-            if job.checked and isinstance(reward, str) and reward not in ("builtin", "sparse"):
-                from rewardsmith.program import load_program
-
-                reward = load_program(reward, job.task, run_probe=False)
-            result = train(job.task, reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
-                           device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
-                           callbacks=[Heartbeat()])
-            conn.send(("ok", result.to_dict()))
+            conn.send(("ok", run_job(job, callbacks=[Heartbeat()])))
         except Exception as exc:
             message = str(exc) if isinstance(exc, RewardsmithError) else f"{type(exc).__name__}: {exc}"
             conn.send(("error", message or type(exc).__name__, traceback.format_exc(limit=8)))
+
+
+def run_job(job: TrainJob, callbacks: list | None = None) -> dict[str, Any]:
+    """Train ``job`` in this process and return its :class:`~rewardsmith.train.TrainResult` as a dict.
+
+    The body every executor runs on its worker (a local process, a Ray task). A ``checked``
+    program is loaded from the compile cache without a second probe.
+    """
+    from rewardsmith.train import train
+
+    reward = job.reward
+    if job.checked and isinstance(reward, str) and reward not in ("builtin", "sparse"):
+        from rewardsmith.program import load_program
+
+        reward = load_program(reward, job.task, run_probe=False)
+    result = train(job.task, reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
+                   device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
+                   callbacks=callbacks, continue_from=job.continue_from, init_from=job.init_from)
+    return result.to_dict()
 
 
 # -- the parent side ----------------------------------------------------------------------------
@@ -434,4 +449,4 @@ def make_executor(kind: str = "local", workers: int | None = None, time_limit_s:
 
 
 __all__ = ["Executor", "Interrupted", "JobOutcome", "LocalExecutor", "TrainJob", "finished_result",
-           "make_executor"]
+           "make_executor", "run_job"]

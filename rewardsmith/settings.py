@@ -15,7 +15,11 @@ from typing import Any
 from rewardsmith.errors import RewardsmithError
 
 #: the executors ``executor`` may name.
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray")
+#: the schedules ``schedule`` may name.
+SCHEDULES = ("full", "halving")
+#: what ``screen`` may be.
+SCREENS = ("off", "flag", "reject")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -37,7 +41,27 @@ class SynthesisConfig:
     seed: int = _opt(0, "Base seed: candidates train on seed+100000*(round+1)+100*index, the final re-training "
                         "and baselines on seed+100*k (100 apart: env i of a training uses seed+i).")
     workers: int | None = _opt(None, "Parallel trainings (default: the CPU cores).")
-    executor: str = _opt("local", "Where trainings run: local (a process pool on this machine).")
+    executor: str = _opt("local", "Where trainings run: local (a process pool on this machine) or ray (Ray tasks "
+                                  "on a cluster or a local Ray instance; pip install 'rewardsmith[ray]').")
+    address: str | None = _opt(None, "Ray cluster to join (ray executor; default: $RAY_ADDRESS, else start a local "
+                                     "Ray instance). Run Ray only on a trusted network.")
+    cpus_per_job: float = _opt(1.0, "CPUs each training reserves (ray executor).")
+    gpus_per_job: float = _opt(0.0, "GPU fraction each training reserves (ray executor).")
+    device: str = _opt("auto", "Torch device of the trainings: auto (CUDA for SAC or large batches when a GPU is "
+                               "there, else CPU), cpu or cuda.")
+    schedule: str = _opt("full", "full (every candidate trains the whole budget) or halving (successive halving: "
+                                 "every candidate trains a short budget, the better part continues from its "
+                                 "checkpoint up to the full budget).")
+    halving_eta: int = _opt(2, "Successive halving: keep the best 1/eta of the candidates at each rung.")
+    halving_min_fraction: float = _opt(0.25, "Successive halving: the first rung's budget as a fraction of the "
+                                             "full budget.")
+    final_candidates: int | None = _opt(None, "Candidates re-trained on the final seeds, the best of them by IQM "
+                                              "chosen (default: 1 with the full schedule, 2 with halving).")
+    warm_start: bool = _opt(False, "From round 2 on, start each candidate from the previous best policy (and, for "
+                                   "SAC, its replay buffer relabelled with the new reward) instead of from scratch.")
+    screen: str = _opt("reject", "Pre-screen accepted programs on stored trajectories before training: off, flag "
+                                 "(verdicts only) or reject (constant, non-finite and duplicate rewards are not "
+                                 "trained).")
     time_limit: float | None = _opt(None, "Seconds one training may take before it is killed and reported as "
                                           "out of time (default: derived from the budget and the measured "
                                           "step rate).")
@@ -80,6 +104,20 @@ class SynthesisConfig:
             problems.append(f"eval_episodes must be at least 1 (got {self.eval_episodes})")
         if self.workers is not None and self.workers < 1:
             problems.append(f"workers must be at least 1 (got {self.workers})")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"unknown schedule {self.schedule!r}: use {', '.join(SCHEDULES)}")
+        if self.screen not in SCREENS:
+            problems.append(f"unknown screen {self.screen!r}: use {', '.join(SCREENS)}")
+        if self.halving_eta < 2:
+            problems.append(f"halving_eta must be at least 2 (got {self.halving_eta})")
+        if not 0 < self.halving_min_fraction <= 1:
+            problems.append(f"halving_min_fraction must be in (0, 1] (got {self.halving_min_fraction})")
+        if self.final_candidates is not None and self.final_candidates < 1:
+            problems.append(f"final_candidates must be at least 1 (got {self.final_candidates})")
+        if self.cpus_per_job <= 0 or self.gpus_per_job < 0:
+            problems.append("cpus_per_job must be positive and gpus_per_job non-negative")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            problems.append(f"unknown device {self.device!r}: use auto, cpu or cuda")
         if self.executor not in EXECUTORS:
             problems.append(f"unknown executor {self.executor!r}: use {', '.join(EXECUTORS)}")
         coder = self.coder
@@ -93,7 +131,8 @@ class SynthesisConfig:
             problems.append("the replay coder needs the run directory to replay: pass --replay")
         if problems:
             raise RewardsmithError("; ".join(problems))
-        return dataclasses.replace(self, coder=coder,
+        final = self.final_candidates or (2 if self.schedule == "halving" else 1)
+        return dataclasses.replace(self, coder=coder, final_candidates=final,
                                    workers=self.workers or max(1, os.cpu_count() or 1))
 
     @classmethod
@@ -121,4 +160,4 @@ def default_for(name: str) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
 
 
-__all__ = ["SynthesisConfig", "default_for", "help_for"]
+__all__ = ["EXECUTORS", "SCHEDULES", "SCREENS", "SynthesisConfig", "default_for", "help_for"]

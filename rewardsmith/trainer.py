@@ -117,7 +117,9 @@ class Trainer:
         if n_envs < 1:
             raise TrainingError(f"n_envs must be at least 1, got {n_envs}")
         self.seed, self.n_envs, self.normalize = int(seed), int(n_envs), bool(normalize)
-        self.device = resolve_device(device)
+        merged = {**self.spec.algo_kwargs.get(self.algo, {}), **(algo_kwargs or {})}
+        self.device = resolve_device(device, self.algo, int(merged.get("batch_size", 256)))
+        self.keep_replay = False  # save an off-policy replay buffer with the model (for warm starts)
         self.source, self.label, self.program = resolve_source(self.spec, reward)
         if self.device == "cpu":
             torch.set_num_threads(1)
@@ -136,6 +138,8 @@ class Trainer:
                                          seed=self.seed + 10_000, fitness_logger=self.fitness)
         self._nonfinite_before = 0  # from the checkpoint's earlier parts
         self.train_s = 0.0
+        self.warm_from: str | None = None  # the checkpoint a warm start began from
+        self.continued_from = 0  # steps already trained when this object loaded its checkpoint
         if _checkpoint is None:
             self.model = _build_model(self.algo, self.spec, self.venv, self.seed, self.device, self.n_envs,
                                       self.tensorboard_dir, algo_kwargs, self.budget)
@@ -205,7 +209,8 @@ class Trainer:
             success_rate=None if threshold is None else float(np.mean([e >= threshold for e in episodes])),
             episodes=[float(e) for e in episodes], curve=list(self.fitness.curve), nonfinite=self.nonfinite,
             device=self.device, out_dir=str(out_dir) if out_dir else None,
-            task_version=int(getattr(self.spec, "version", 1)))
+            task_version=int(getattr(self.spec, "version", 1)), warm_from=self.warm_from,
+            continued_from=self.continued_from)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -280,6 +285,54 @@ class Trainer:
             trainer.periodic.evals = list(meta.evals)
         trainer._nonfinite_before = int(meta.nonfinite)
         trainer.train_s = float(meta.train_s)
+        trainer.continued_from = int(meta.num_timesteps)
+        return trainer
+
+    @classmethod
+    def resume_compatible(cls, directory: str | Path, task: TaskSpec, reward: Any, *, algo: str | None, seed: int,
+                          steps: int, **kw: Any) -> Trainer | None:
+        """Continue the checkpoint in ``directory`` when it is an earlier, shorter part of this very
+        training (same task, algorithm, seed and reward, fewer than ``steps`` steps); else None."""
+        directory = Path(directory)
+        try:
+            meta = Checkpoint.read(directory)
+        except TrainingError:
+            return None
+        if (meta.task != task.name or meta.seed != int(seed) or meta.num_timesteps >= steps
+                or meta.algo != (algo or task.default_algo).lower() or not (directory / "model.zip").is_file()):
+            return None
+        if not _same_reward(directory, meta, reward):
+            return None
+        return cls.load(directory, reward, **kw)
+
+    @classmethod
+    def warm_start(cls, directory: str | Path, task: TaskSpec, reward: Any, **kw: Any) -> Trainer:
+        """A new training with ``reward`` whose policy (and observation normalisation) start from the
+        checkpoint in ``directory`` (policy reuse across candidates, ROSKA style).
+
+        The reward normalisation starts afresh (the reward is a new one); the step count starts at 0.
+        For SAC, a replay buffer saved with the checkpoint is loaded and relabelled with ``reward``
+        when the states it was collected in were saved too (:data:`REPLAY_STATES_FILE`).
+        """
+        import pickle
+
+        directory = Path(directory)
+        meta = Checkpoint.read(directory)
+        trainer = cls(task, reward, **kw)
+        if meta.task != trainer.spec.name or meta.algo != trainer.algo:
+            trainer.close()
+            raise TrainingError(f"cannot warm-start a {trainer.algo} training on {trainer.spec.name!r} from a "
+                                f"{meta.algo} checkpoint of {meta.task!r} ({directory})")
+        try:
+            trainer.model.set_parameters(str(directory / "model.zip"), exact_match=True, device=trainer.device)
+        except Exception as exc:
+            trainer.close()
+            raise TrainingError(f"cannot warm-start from {directory}: {type(exc).__name__}: {exc}") from None
+        norm, saved = _find_normalize(trainer.venv), directory / "vecnormalize.pkl"
+        if norm is not None and saved.is_file():
+            with open(saved, "rb") as fh:
+                norm.obs_rms = pickle.load(fh).obs_rms
+        trainer.warm_from = str(directory)
         return trainer
 
     def close(self) -> None:
@@ -291,6 +344,26 @@ class Trainer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _same_reward(directory: Path, meta: Checkpoint, reward: Any) -> bool:
+    """Whether ``reward`` is the reward the checkpoint in ``directory`` was trained with."""
+    from rewardsmith.program import RewardProgram
+
+    if reward is None or reward in ("builtin", "sparse"):
+        return meta.reward == (reward or "builtin")
+    try:
+        saved = (directory / "reward.py").read_text()
+    except OSError:
+        return False
+    if isinstance(reward, RewardProgram):
+        return saved == reward.source
+    if isinstance(reward, Path) or (isinstance(reward, str) and reward.endswith(".py") and "\n" not in reward):
+        try:
+            return Path(reward).read_text() == saved
+        except OSError:
+            return False
+    return isinstance(reward, str) and reward == saved
 
 
 def _find_normalize(venv: Any) -> Any:

@@ -439,8 +439,9 @@ def _stop_on_signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def make_executor(kind: str = "local", workers: int | None = None, time_limit_s: float | None = None) -> Executor:
-    """The executor called ``kind`` (``local``)."""
+def make_executor(kind: str = "local", workers: int | None = None, time_limit_s: float | None = None,
+                  address: str | None = None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0) -> Executor:
+    """The executor called ``kind`` (``local``; ``ray`` takes ``address`` and the per-job resources)."""
     from rewardsmith.errors import RewardsmithError
 
     if kind == "local":

@@ -70,8 +70,10 @@ class Synthesizer:
         self.hooks = hooks or LoopHooks()
         self.log = self.hooks.log
         self.coder = coder or make_loop_coder(self.config, run)
-        self.executor = executor or make_executor(self.config.executor, workers=self.config.workers,
-                                                  time_limit_s=self.config.time_limit)
+        self.executor = executor or make_executor(
+            self.config.executor, workers=self.config.workers, time_limit_s=self.config.time_limit,
+            address=self.config.address, cpus_per_job=self.config.cpus_per_job,
+            gpus_per_job=self.config.gpus_per_job)
         self.steps = int(self.config.steps or self.task.default_steps)
         self.history: list[Candidate] = []
         self.feedback: list[str] = [self.config.feedback] if self.config.feedback else []
@@ -98,7 +100,7 @@ class Synthesizer:
     def _job(self, reward: Any, seed: int, out: str, name: str, checked: bool = False) -> TrainJob:
         return TrainJob(name=name, task=self.task, reward=reward, steps=self.steps, seed=seed, out=out,
                         algo=self.config.algo, n_envs=self.config.n_envs, eval_episodes=self.config.eval_episodes,
-                        time_limit_s=self.config.time_limit, checked=checked)
+                        time_limit_s=self.config.time_limit, checked=checked, device=self.config.device)
 
     def _progress(self, label: str, total: int) -> ContextManager[Callable[[JobOutcome], None]]:
         return (self.hooks.progress or _no_progress)(label, total)

@@ -29,6 +29,9 @@ class Candidate:
         seed: the training seed.
         fitness_mean, fitness_std, success_rate, wall_s: the training's evaluation.
         stats: the reflection on its training (what the coder reads next round).
+        budget: environment steps it was trained for (with successive halving, the budget of the
+            last rung it reached; its fitness is measured there).
+        rungs: with successive halving, its fitness at each rung it reached (``{"steps", "fitness_mean"}``).
         gif: a rollout GIF, or why there is none (interactive runs).
     """
 
@@ -47,6 +50,8 @@ class Candidate:
     success_rate: float | None = None
     wall_s: float | None = None
     stats: dict[str, Any] | None = None
+    budget: int | None = None
+    rungs: list[dict[str, Any]] = field(default_factory=list)
     gif: str | None = None
 
     @property

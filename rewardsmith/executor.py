@@ -175,8 +175,13 @@ def _worker(conn: Any, counter: Any) -> None:  # pragma: no cover - runs in the 
     from rewardsmith.errors import RewardsmithError
 
     class Heartbeat(BaseCallback):
+        """Reports the steps this job has trained (a continued training counts from where it resumed)."""
+
+        def _on_training_start(self) -> None:
+            self._base = self.num_timesteps
+
         def _on_step(self) -> bool:
-            counter.value = self.num_timesteps
+            counter.value = self.num_timesteps - getattr(self, "_base", 0)
             return True
 
     while True:

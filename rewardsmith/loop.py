@@ -14,6 +14,7 @@ feedback) comes in through :class:`LoopHooks`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -88,8 +89,8 @@ class Synthesizer:
         return render_prompt(name, prompts_dir=self.config.prompts_dir, **ctx)
 
     def best(self) -> Candidate | None:
-        """The best trained candidate so far (by fitness)."""
-        return select_by_fitness(self.history)
+        """The best trained candidate so far (by fitness, among those trained for the full budget)."""
+        return select_by_fitness(self.history, budget=self.steps)
 
     def _context(self, round_idx: int, **kw: Any) -> CoderContext:
         hist = [{"source": c.source, "fitness": c.fitness_mean, "ok": c.trained, "error": c.error,
@@ -128,13 +129,12 @@ class Synthesizer:
         for c in cands:
             if c.status == "rejected":
                 self.log(f"  r{round_idx} c{c.index}: rejected ({c.stage}): {c.error}")
-        n_jobs = sum(c.status not in ("rejected", "timeout") for c in cands)
-        with self._progress(f"round {round_idx + 1}: training", n_jobs) as advance:
-            evaluate(self.executor, cands, self._job, self.run.path / rdir, self.config.seed, self.task,
-                     on_done=advance)
+        self._train_round(round_idx, cands, rdir)
         for c in cands:
             if c.trained:
-                self.log(f"  r{round_idx} c{c.index}: fitness {c.fitness_mean:.4g} ± {c.fitness_std or 0:.3g}"
+                short = (f" at {c.budget:,} of {self.steps:,} steps (stopped by successive halving)"
+                         if c.budget is not None and c.budget < self.steps else "")
+                self.log(f"  r{round_idx} c{c.index}: fitness {c.fitness_mean:.4g} ± {c.fitness_std or 0:.3g}{short}"
                          f" ({', '.join(c.components)})")
             elif c.status in ("failed", "timeout"):
                 self.log(f"  r{round_idx} c{c.index}: {c.error}")
@@ -142,6 +142,40 @@ class Synthesizer:
         self.run.event("round_done", round=round_idx, fitness=[c.fitness_mean for c in cands],
                        status=[c.status for c in cands])
         return cands
+
+    def _round_job(self, round_idx: int) -> Callable[..., TrainJob]:
+        """The job factory of a round: with ``warm_start``, from round 2 on every job starts from the
+        best policy so far (its checkpoint folder)."""
+        best = self.best()
+        if not (self.config.warm_start and round_idx > 0 and best is not None):
+            return self._job
+        init = self.run.path / "rounds" / best.name
+        if not (init / "model.zip").is_file():
+            self.log(f"round {round_idx + 1}: no checkpoint of {best.name} to warm-start from; training from scratch")
+            return self._job
+
+        def job(*args: Any, **kw: Any) -> TrainJob:
+            return dataclasses.replace(self._job(*args, **kw), init_from=str(init))
+
+        return job
+
+    def _train_round(self, round_idx: int, cands: list[Candidate], rdir: str) -> None:
+        """Train the round's accepted candidates by the configured schedule."""
+        from rewardsmith.schedule import evaluate_halving, planned_jobs
+
+        n = sum(c.status not in ("rejected", "timeout") for c in cands)
+        make_job = self._round_job(round_idx)
+        if self.config.schedule == "halving":
+            total = planned_jobs(n, self.steps, self.config.halving_eta, self.config.halving_min_fraction)
+            with self._progress(f"round {round_idx + 1}: training (successive halving)", total) as advance:
+                evaluate_halving(self.executor, cands, make_job, self.run.path / rdir, self.config.seed, self.task,
+                                 self.steps, self.config.halving_eta, self.config.halving_min_fraction,
+                                 on_done=advance,
+                                 event=lambda name, **kw: self.run.event(name, round=round_idx, **kw))
+            return
+        with self._progress(f"round {round_idx + 1}: training", n) as advance:
+            evaluate(self.executor, cands, make_job, self.run.path / rdir, self.config.seed, self.task,
+                     on_done=advance)
 
     def _solved(self) -> bool:
         """Whether no better program can exist: the fitness counts steps and every evaluation
@@ -195,17 +229,22 @@ class Synthesizer:
             why = sorted({c.stage or "?" for c in self.history})
             raise RewardsmithError(f"no candidate could be trained (failed at: {', '.join(why)}; see "
                                    f"{self.run.path}/rounds/*/results.json)")
-        self.run.write_text("best_reward.py", _standalone(best.source or "", self.task))
         from rewardsmith.candidate import final_seeds
-
-        seeds_note = ", ".join(str(s) for s in final_seeds(self.config.seed, self.config.final_seeds))
-        self.log(f"final: re-training the best program and the baselines on seeds {seeds_note}")
         from rewardsmith.final import final_plans
+        from rewardsmith.stages import top_candidates
 
-        n_final = self.config.final_seeds * len(final_plans(self.task, best, self.config.baselines))
+        finalists = top_candidates(self.history, self.config.final_candidates or 1, budget=self.steps)
+        seeds_note = ", ".join(str(s) for s in final_seeds(self.config.seed, self.config.final_seeds))
+        who = "the best program" if len(finalists) == 1 else f"the {len(finalists)} best programs"
+        self.log(f"final: re-training {who} and the baselines on seeds {seeds_note}")
+        n_final = self.config.final_seeds * len(final_plans(self.task, finalists, self.config.baselines))
         with self._progress("final re-training and baselines", n_final) as advance:
-            summary = finalize(self.task, best, self.history, self.executor, self._job, self.run.path,
+            summary = finalize(self.task, finalists, self.history, self.executor, self._job, self.run.path,
                                self.config.seed, self.config.final_seeds, self.config.baselines, on_done=advance)
+        chosen = next((c for c in finalists if (c.round, c.index) == (summary["best"]["round"],
+                                                                       summary["best"]["index"])), best)
+        self.run.write_text("best_reward.py", _standalone(chosen.source or "", self.task))
+        summary["compute"] = compute_spent(self.history, self.run.path, self.config.schedule)
         usage = self.coder.usage.to_dict()
         summary.update(coder=self.coder.name, steps_per_candidate=self.steps,
                        tokens={"prompt": usage["prompt_tokens"], "completion": usage["completion_tokens"]},
@@ -221,6 +260,30 @@ class Synthesizer:
             self.log(f"(no report.png: {type(exc).__name__}: {exc})")
         self.run.event("done", best=summary["best"]["fitness_mean"])
         return summary
+
+
+def compute_spent(history: list[Candidate], run_path: Path, schedule: str) -> dict[str, Any]:
+    """Environment steps the run trained: the search (each candidate's last budget: a continued
+    training counts once; a killed one its steps until then) and the final re-trainings."""
+    from rewardsmith.fsutil import read_json
+
+    search = 0
+    for c in history:
+        if c.budget is not None:
+            search += int(c.budget)
+        elif c.status == "timeout":
+            failure = read_json(run_path / "rounds" / c.name / "failure.json")
+            search += int(failure.get("steps_done", 0)) if isinstance(failure, dict) else 0
+    def steps_under(folder: str) -> int:
+        total = 0
+        for path in sorted((run_path / folder).rglob("result.json")):
+            data = read_json(path)
+            total += int(data.get("steps", 0)) if isinstance(data, dict) else 0
+        return total
+
+    final = steps_under("final")
+    return {"schedule": schedule, "search_steps": search, "final_steps": final, "total_steps": search + final,
+            "baseline_steps": steps_under("baselines")}
 
 
 def _standalone(source: str, task: TaskSpec) -> str:

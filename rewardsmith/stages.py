@@ -140,18 +140,32 @@ def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[
         c.status, c.error, c.stage = "trained", None, None
         c.fitness_mean, c.fitness_std = res["fitness_mean"], res["fitness_std"]
         c.success_rate, c.wall_s = res.get("success_rate"), res.get("wall_s")
+        c.budget = int(res.get("steps") or job.steps)
         c.stats = reflect(task, res, c.components)
         results[c.name] = res
     return results
 
 
 # -- select -----------------------------------------------------------------------------------
-def select_by_fitness(history: Sequence[Candidate]) -> Candidate | None:
-    """The trained candidate with the highest mean fitness (the earliest on ties), or None."""
+def top_candidates(history: Sequence[Candidate], k: int, budget: int | None = None) -> list[Candidate]:
+    """The ``k`` trained candidates with the highest mean fitness (the earliest first on ties).
+
+    With ``budget``, only candidates trained for at least that many steps compete when there are
+    any (successive halving measures stopped candidates at shorter budgets: not comparable).
+    """
     import math
 
     trained = [c for c in history if c.trained and math.isfinite(c.fitness_mean)]  # type: ignore[arg-type]
-    return max(trained, key=lambda c: c.fitness_mean) if trained else None  # type: ignore[arg-type,return-value]
+    if budget is not None:
+        trained = [c for c in trained if c.budget is None or c.budget >= budget] or trained
+    return sorted(trained, key=lambda c: -c.fitness_mean)[:k]  # type: ignore[operator]
 
 
-__all__ = ["accept", "build_messages", "evaluate", "propose", "select_by_fitness"]
+def select_by_fitness(history: Sequence[Candidate], budget: int | None = None) -> Candidate | None:
+    """The trained candidate with the highest mean fitness (the earliest on ties), or None
+    (``budget`` as for :func:`top_candidates`)."""
+    top = top_candidates(history, 1, budget)
+    return top[0] if top else None
+
+
+__all__ = ["accept", "build_messages", "evaluate", "propose", "select_by_fitness", "top_candidates"]

@@ -44,6 +44,7 @@ class Checkpoint:
         curve: the :class:`~rewardsmith.callbacks.FitnessLogger` curve so far.
         evals: the periodic evaluations so far.
         eval_every, eval_episodes: the periodic evaluation's settings (None: off).
+        warm_from: the checkpoint whose policy started this training (warm start), or None.
     """
 
     task: str
@@ -61,6 +62,7 @@ class Checkpoint:
     evals: list[dict[str, Any]] = field(default_factory=list)
     eval_every: int | None = None
     eval_episodes: int | None = None
+    warm_from: str | None = None
 
     @classmethod
     def read(cls, directory: str | Path) -> Checkpoint:
@@ -221,7 +223,7 @@ class Trainer:
             num_timesteps=self.num_timesteps, nonfinite=self.nonfinite, train_s=round(self.train_s, 3),
             curve=list(self.fitness.curve), evals=list(self.periodic.evals) if self.periodic else [],
             eval_every=self.periodic.every if self.periodic else None,
-            eval_episodes=self.periodic.episodes if self.periodic else None)
+            eval_episodes=self.periodic.episodes if self.periodic else None, warm_from=self.warm_from)
 
     def save(self, directory: str | Path, replay_buffer: bool = False) -> Path:
         """Write ``model.zip``, ``vecnormalize.pkl``, ``reward.py`` (for a program) and ``trainer.json``.
@@ -286,6 +288,7 @@ class Trainer:
         trainer._nonfinite_before = int(meta.nonfinite)
         trainer.train_s = float(meta.train_s)
         trainer.continued_from = int(meta.num_timesteps)
+        trainer.warm_from = meta.warm_from
         return trainer
 
     @classmethod

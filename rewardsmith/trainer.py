@@ -294,14 +294,15 @@ class Trainer:
     @classmethod
     def resume_compatible(cls, directory: str | Path, task: TaskSpec, reward: Any, *, algo: str | None, seed: int,
                           steps: int, **kw: Any) -> Trainer | None:
-        """Continue the checkpoint in ``directory`` when it is an earlier, shorter part of this very
-        training (same task, algorithm, seed and reward, fewer than ``steps`` steps); else None."""
+        """Continue the checkpoint in ``directory`` when it is an earlier part of this very training
+        (same task, algorithm, seed and reward); else None. A checkpoint that already has ``steps``
+        steps (its ``result.json`` was lost) is loaded too: it is evaluated, not trained again."""
         directory = Path(directory)
         try:
             meta = Checkpoint.read(directory)
         except TrainingError:
             return None
-        if (meta.task != task.name or meta.seed != int(seed) or meta.num_timesteps >= steps
+        if (meta.task != task.name or meta.seed != int(seed)
                 or meta.algo != (algo or task.default_algo).lower() or not (directory / "model.zip").is_file()):
             return None
         if not _same_reward(directory, meta, reward):

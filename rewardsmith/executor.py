@@ -5,7 +5,8 @@ output folder). An :class:`Executor` runs a batch of them and returns one :class
 job, in order, calling ``on_done`` as each finishes. :class:`LocalExecutor` runs them on a pool of
 ``spawn``ed worker processes on this machine (at most ``workers`` at once, one torch thread each;
 a worker trains one job after another, so imports are paid once, and a worker that is killed is
-replaced by a fresh one); a Ray executor (planned: ``--executor ray``) would fit the same protocol.
+replaced by a fresh one); :class:`~rewardsmith.ray_executor.RayExecutor` (``--executor ray``) runs
+them as Ray tasks under the same protocol and time limits.
 
 Time limits. A reward program can be fast on the probe's states and slow, or endless, on the
 states training reaches; numba code does not return to Python, so nothing in the worker can stop
@@ -28,6 +29,7 @@ again (``resumed``): this is how a killed run resumes without retraining finishe
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -446,12 +448,27 @@ def _stop_on_signals() -> Iterator[None]:
 
 def make_executor(kind: str = "local", workers: int | None = None, time_limit_s: float | None = None,
                   address: str | None = None, cpus_per_job: float = 1.0, gpus_per_job: float = 0.0) -> Executor:
-    """The executor called ``kind`` (``local``; ``ray`` takes ``address`` and the per-job resources)."""
+    """The executor called ``kind``: ``local`` or ``ray``.
+
+    ``local``: a :class:`LocalExecutor` of ``workers`` processes. ``ray``: a
+    :class:`~rewardsmith.ray_executor.RayExecutor` that joins the cluster at ``address`` (default
+    ``$RAY_ADDRESS``) or starts a local Ray instance of ``workers * cpus_per_job`` CPUs (default:
+    the CPU cores), each job reserving ``cpus_per_job`` CPUs and ``gpus_per_job`` GPUs. A
+    RewardsmithError when the kind is unknown or Ray is not installed.
+    """
     from rewardsmith.errors import RewardsmithError
 
     if kind == "local":
         return LocalExecutor(workers=workers, time_limit_s=time_limit_s)
-    raise RewardsmithError(f"unknown executor {kind!r}: use local")
+    if kind == "ray":
+        try:
+            from rewardsmith.ray_executor import RayExecutor
+        except ImportError as exc:
+            raise RewardsmithError(f'the ray executor needs Ray ({exc}): pip install "rewardsmith[ray]"') from None
+        num_cpus = None if workers is None else max(1, math.ceil(workers * cpus_per_job))
+        return RayExecutor(address=address, cpus_per_job=cpus_per_job, gpus_per_job=gpus_per_job,
+                           time_limit_s=time_limit_s, num_cpus=num_cpus)
+    raise RewardsmithError(f"unknown executor {kind!r}: use local or ray")
 
 
 __all__ = ["Executor", "Interrupted", "JobOutcome", "LocalExecutor", "TrainJob", "finished_result",

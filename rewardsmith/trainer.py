@@ -95,6 +95,8 @@ class Trainer:
             ``eval_episodes`` episodes during training (:class:`~rewardsmith.callbacks.PeriodicEval`),
             into the curve; None: no periodic evaluation.
         normalize: normalise observations and rewards (``VecNormalize``).
+        keep_replay: SAC only: :meth:`save` also writes the replay buffer and the reward states of
+            its transitions (:mod:`rewardsmith.replay`), so a warm start can relabel it.
 
     Attributes:
         spec, source (None for the env's own reward), label, venv (the top of the stack), model,
@@ -106,7 +108,7 @@ class Trainer:
                  algo_kwargs: dict[str, Any] | None = None, tensorboard_dir: str | Path | None = None,
                  callbacks: list | None = None, wrappers: list[Callable[[Any], Any]] | None = None,
                  eval_every: int | None = None, eval_episodes: int | None = None, normalize: bool = True,
-                 _checkpoint: Path | None = None) -> None:
+                 keep_replay: bool = False, _checkpoint: Path | None = None) -> None:
         import torch
 
         from rewardsmith.callbacks import FitnessLogger, PeriodicEval
@@ -121,7 +123,7 @@ class Trainer:
         self.seed, self.n_envs, self.normalize = int(seed), int(n_envs), bool(normalize)
         merged = {**self.spec.algo_kwargs.get(self.algo, {}), **(algo_kwargs or {})}
         self.device = resolve_device(device, self.algo, int(merged.get("batch_size", 256)))
-        self.keep_replay = False  # save an off-policy replay buffer with the model (for warm starts)
+        self.keep_replay = bool(keep_replay) and self.algo == "sac"
         self.source, self.label, self.program = resolve_source(self.spec, reward)
         if self.device == "cpu":
             torch.set_num_threads(1)
@@ -141,7 +143,19 @@ class Trainer:
         self._nonfinite_before = 0  # from the checkpoint's earlier parts
         self.train_s = 0.0
         self.warm_from: str | None = None  # the checkpoint a warm start began from
+        self.replay_relabelled = 0  # transitions of a warm start's replay buffer relabelled
         self.continued_from = 0  # steps already trained when this object loaded its checkpoint
+        self.replay_states = None
+        if self.keep_replay:
+            from rewardsmith.callbacks import find_wrapper
+            from rewardsmith.replay import ReplayStates
+            from rewardsmith.wrappers import RewardVecEnv
+
+            reward_env = find_wrapper(self.venv, RewardVecEnv)
+            if reward_env is not None:
+                self.replay_states = ReplayStates(reward_env)
+                if _checkpoint is not None:
+                    self.replay_states.load(_checkpoint)
         if _checkpoint is None:
             self.model = _build_model(self.algo, self.spec, self.venv, self.seed, self.device, self.n_envs,
                                       self.tensorboard_dir, algo_kwargs, self.budget)
@@ -177,7 +191,8 @@ class Trainer:
         norm = _find_normalize(self.venv)
         if norm is not None:
             norm.training = True
-        chain = [self.fitness, *([self.periodic] if self.periodic else []), *self.callbacks, *(callbacks or [])]
+        chain = [self.fitness, *([self.periodic] if self.periodic else []),
+                 *([self.replay_states] if self.replay_states else []), *self.callbacks, *(callbacks or [])]
         t0 = time.perf_counter()
         self.model.learn(total_timesteps=steps, callback=CallbackList(chain), progress_bar=progress,
                          reset_num_timesteps=False, tb_log_name=f"{self.algo}-{self.label[:12]}")
@@ -212,7 +227,7 @@ class Trainer:
             episodes=[float(e) for e in episodes], curve=list(self.fitness.curve), nonfinite=self.nonfinite,
             device=self.device, out_dir=str(out_dir) if out_dir else None,
             task_version=int(getattr(self.spec, "version", 1)), warm_from=self.warm_from,
-            continued_from=self.continued_from)
+            continued_from=self.continued_from, replay_relabelled=self.replay_relabelled)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -248,6 +263,9 @@ class Trainer:
             tmp = directory / f".replay_buffer.{os.getpid()}.tmp.pkl"
             self.model.save_replay_buffer(tmp)
             os.replace(tmp, directory / "replay_buffer.pkl")
+            if self.replay_states is not None:
+                buffer = self.model.replay_buffer
+                self.replay_states.save(directory, buffer.buffer_size if buffer.full else buffer.pos)
         atomic_write_json(directory / CHECKPOINT_FILE, asdict(self.checkpoint()))
         return directory
 
@@ -255,7 +273,7 @@ class Trainer:
     def load(cls, directory: str | Path, reward: Any = None, *, device: str = "auto",
              tensorboard_dir: str | Path | None = None, callbacks: list | None = None,
              wrappers: list[Callable[[Any], Any]] | None = None, algo_kwargs: dict[str, Any] | None = None,
-             n_envs: int | None = None) -> Trainer:
+             n_envs: int | None = None, keep_replay: bool = False) -> Trainer:
         """Continue the training saved in ``directory`` by :meth:`save`.
 
         Args:
@@ -265,6 +283,7 @@ class Trainer:
             device, tensorboard_dir, callbacks, wrappers: as for the constructor.
             algo_kwargs: overrides of saved model attributes (e.g. a new learning rate).
             n_envs: a different number of envs (default: as saved).
+            keep_replay: as for the constructor (SAC: the loaded buffer's reward states carry on).
         """
         directory = Path(directory)
         meta = Checkpoint.read(directory)
@@ -281,7 +300,7 @@ class Trainer:
         trainer = cls(spec, reward, algo=meta.algo, seed=meta.seed, n_envs=n_envs or meta.n_envs, device=device,
                       algo_kwargs=algo_kwargs, tensorboard_dir=tensorboard_dir, callbacks=callbacks,
                       wrappers=wrappers, eval_every=meta.eval_every, eval_episodes=meta.eval_episodes,
-                      normalize=meta.normalize, _checkpoint=directory)
+                      normalize=meta.normalize, keep_replay=keep_replay, _checkpoint=directory)
         trainer.fitness.curve = list(meta.curve)
         if trainer.periodic is not None:
             trainer.periodic.evals = list(meta.evals)
@@ -332,6 +351,7 @@ class Trainer:
         except Exception as exc:
             trainer.close()
             raise TrainingError(f"cannot warm-start from {directory}: {type(exc).__name__}: {exc}") from None
+        trainer.replay_relabelled = _warm_replay(trainer, directory)
         norm, saved = _find_normalize(trainer.venv), directory / "vecnormalize.pkl"
         if norm is not None and saved.is_file():
             with open(saved, "rb") as fh:
@@ -348,6 +368,30 @@ class Trainer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _warm_replay(trainer: Trainer, directory: Path) -> int:
+    """Load a SAC checkpoint's replay buffer into ``trainer`` relabelled with its reward; the count.
+
+    Only a buffer saved with its reward states is loaded (an unrelabelled one would train the new
+    reward on the old one's values); 0 when there is none or the trainer is not SAC with a program.
+    """
+    from rewardsmith.replay import STATES_FILE, relabel_replay
+
+    buffer_file = directory / "replay_buffer.pkl"
+    if trainer.algo != "sac" or trainer.source is None or not buffer_file.is_file():
+        return 0
+    if not (directory / STATES_FILE).is_file():
+        return 0
+    trainer.model.load_replay_buffer(buffer_file)
+    try:
+        n = relabel_replay(trainer.model, trainer.source, directory)
+    except TrainingError:
+        trainer.model.replay_buffer.reset()
+        return 0
+    if trainer.replay_states is not None:
+        trainer.replay_states.load(directory)
+    return n
 
 
 def _same_reward(directory: Path, meta: Checkpoint, reward: Any) -> bool:

@@ -3,13 +3,14 @@
 Usage:
     python benchmarks/bench_schedule.py --out runs/bench-schedule \\
         --tasks inverted-pendulum:20000 point-goal:20000 reacher:30000 --seeds 0 1 2 \\
-        --arms full halving warm
+        --arms full halving halving1 warm
     python benchmarks/bench_schedule.py --out runs/bench-schedule --report   # tables only
 
 Each (task, seed, arm) is one ``synthesize`` run with the offline coder (``--iterations``,
 ``--samples``, no baselines, no early stop, ``--final-seeds`` fresh seeds): ``full`` trains every
 candidate the whole budget (one finalist), ``halving`` uses ``--schedule halving`` (rungs at 1/4, 1/2
-and the whole budget; two finalists, the better by IQM over the final seeds chosen), ``warm`` is
+and the whole budget; two finalists, the better by IQM over the final seeds chosen), ``halving1``
+is halving with one finalist (``--final-candidates 1``: what the second finalist costs), ``warm`` is
 ``full`` with ``--warm-start``. Arms of one (task, seed) run one after another, so the machine's
 load affects them alike; every run takes ``/tmp/rewardsmith-bench.lock`` (one benchmark at a time on
 a shared machine). A run directory that exists is resumed or, when finished, read: a killed sweep
@@ -53,7 +54,8 @@ def arm_config(arm: str, task: str, steps: int, seed: int, args: argparse.Namesp
     return SynthesisConfig(task=task, coder="offline", iterations=args.iterations, samples=args.samples,
                            steps=steps, seed=seed, final_seeds=args.final_seeds, baselines=False,
                            stop_when_solved=False, n_envs=args.n_envs, workers=args.workers,
-                           schedule="halving" if arm == "halving" else "full", warm_start=arm == "warm")
+                           schedule="halving" if arm.startswith("halving") else "full", warm_start=arm == "warm",
+                           final_candidates=1 if arm == "halving1" else None)
 
 
 def run_one(out: Path, arm: str, task: str, steps: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -141,7 +143,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["inverted-pendulum:20000", "point-goal:20000", "reacher:30000"],
                         help="TASK:STEPS per candidate")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", default=["full", "halving", "warm"])
+    parser.add_argument("--arms", nargs="+", default=["full", "halving", "halving1", "warm"])
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--final-seeds", type=int, default=3)

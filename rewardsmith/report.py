@@ -20,7 +20,7 @@ from typing import Any
 from rewardsmith.errors import RewardsmithError
 from rewardsmith.fsutil import read_json
 
-COLORS = {"best": "tab:orange", "human": "tab:green", "sparse": "tab:gray"}
+COLORS = {"best": "tab:orange", "finalist": "tab:olive", "human": "tab:green", "sparse": "tab:gray"}
 
 
 def _num(value: Any) -> float | None:
@@ -73,12 +73,23 @@ def _title(summary: dict[str, Any], config: dict[str, Any], run: Path) -> str:
     return f"rewardsmith synthesize: {task}" + (f" ({detail})" if detail else "")
 
 
-def _search_panel(ax: Any, rounds: list[tuple[int, list[dict[str, Any]]]]) -> None:
+def _search_panel(ax: Any, rounds: list[tuple[int, list[dict[str, Any]]]], steps: float | None = None) -> None:
     best_so_far: list[float] = []
     xs: list[int] = []
+    stopped_label = "stopped early (successive halving)"
     for r, cands in rounds:
-        fits = [f for f in (_num(c.get("fitness_mean")) for c in cands) if f is not None]
-        untrained = len(cands) - len(fits)
+        def short(c: dict[str, Any]) -> bool:
+            budget = _num(c.get("budget"))
+            return steps is not None and budget is not None and budget < steps
+
+        full = [c for c in cands if _num(c.get("fitness_mean")) is not None and not short(c)]
+        part = [c for c in cands if _num(c.get("fitness_mean")) is not None and short(c)]
+        if part:
+            ax.scatter([r + 1] * len(part), [c["fitness_mean"] for c in part], facecolors="none",
+                       edgecolors="tab:blue", alpha=0.7, zorder=3, label=stopped_label)
+            stopped_label = None
+        fits = [c["fitness_mean"] for c in full]
+        untrained = len(cands) - len(fits) - len(part)
         ax.scatter([r + 1] * len(fits), fits, color="tab:blue", alpha=0.7, zorder=3)
         if untrained:
             ax.annotate(f"{untrained} not trained", (r + 1, min(fits) if fits else 0.0), fontsize=8, color="tab:red")
@@ -144,7 +155,13 @@ def _final_panel(ax: Any, run: Path, summary: dict[str, Any], best: dict[str, An
     ci = best.get("ci95") if isinstance(best.get("ci95"), list) and len(best["ci95"]) == 2 else [None, None]
     methods: list[tuple[str, dict[str, Any]]] = [
         ("best", {"iqm": best.get("fitness_iqm"), "ci_low": ci[0], "ci_high": ci[1],
-                  "values": _seed_values(run, "final")})]
+                  "values": _seed_values(run, "final"), "search": best.get("search_fitness")})]
+    finalists = [f for f in summary.get("finalists") or [] if isinstance(f, dict) and isinstance(f.get("name"), str)]
+    if len(finalists) > 1:  # one bar per finalist, the chosen one marked
+        methods = [("best" if f.get("chosen") else "finalist",
+                    {**_dict(f.get("retrained")), "search": f.get("search_fitness"),
+                     "label": f["name"] + (" (chosen)" if f.get("chosen") else ""),
+                     "values": _seed_values(run, "final/" + f["name"].replace("/", ""))}) for f in finalists]
     baselines = summary.get("baselines")
     for name in ("human", "sparse"):
         if isinstance(baselines, dict) and name in baselines:
@@ -160,11 +177,17 @@ def _final_panel(ax: Any, run: Path, summary: dict[str, Any], best: dict[str, An
                             capsize=6)
         if values:
             ax.scatter([x] * len(values), values, color="black", s=12, zorder=3)
+        search = _num(st.get("search"))
+        if search is not None:
+            ax.scatter([x], [search], marker="x", color="tab:red", s=40, zorder=4,
+                       label=None if any(t.get_label() == "search fitness (1 seed)" for t in ax.collections)
+                       else "search fitness (1 seed)")
+        label = st.get("label") or name
         if centre is None and not values:
             missing.append(name)
-            labels.append(f"{name}\n(no result)")
+            labels.append(f"{label}\n(no result)")
         else:
-            labels.append(name)
+            labels.append(label)
     ax.set_xticks(range(len(methods)), labels)
     ax.set_xlim(-0.6, len(methods) - 0.4)
     notes = []
@@ -177,6 +200,8 @@ def _final_panel(ax: Any, run: Path, summary: dict[str, Any], best: dict[str, An
         notes.append("no summary.json yet: the final re-training has not finished")
     if notes:
         _no_data(ax, "\n".join(notes), y=0.95)
+    if any(_num(st.get("search")) is not None for _, st in methods):
+        ax.legend(fontsize=8, loc="lower right")
     hns = _num(summary.get("hns"))
     title = "final: IQM, 95% CI, seeds" + (f"  (HNS {hns:.2f})" if hns is not None else "")
     ax.set(title=title, ylabel="fitness (fresh seeds)")
@@ -202,7 +227,7 @@ def draw_run(run_dir: str | Path) -> Any:
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     fig.suptitle(_title(summary, config, run), fontsize=13)
     best = _best(summary, rounds)
-    _search_panel(axes[0, 0], rounds)
+    _search_panel(axes[0, 0], rounds, _num(summary.get("steps_per_candidate")) or _num(config.get("steps")))
     _training_panels(axes[0, 1], axes[1, 0], run, best)
     _final_panel(axes[1, 1], run, summary, best)
     fig.tight_layout()

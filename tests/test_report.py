@@ -155,3 +155,31 @@ def test_report_of_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text("{not json")
     with pytest.raises(RewardsmithError, match="no synthesis run to draw"):
         plot_run(tmp_path)
+
+
+def test_halving_runs_draw_stopped_candidates_and_every_finalist(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, None)
+    stopped = {**_candidate(1, 1, 0.7, "trained"), "budget": 7500}
+    _write(run / "rounds/r01/results.json", [{**_candidate(1, 0, 2.5, "trained"), "budget": 30000}, stopped])
+    retrained = {"n": 2, "mean": 2.0, "std": 0.1, "iqm": 2.0, "ci_low": 1.9, "ci_high": 2.1, "values": [1.9, 2.1]}
+    summary = {"task": "hopper-forward", "steps_per_candidate": 30000, "seeds": [0, 100],
+               "best": {"fitness_iqm": 2.0, "ci95": [1.9, 2.1], "search_fitness": 2.5, "round": 1, "index": 0,
+                        "components": ["forward", "alive"]},
+               "finalists": [{"name": "r01/c00", "round": 1, "index": 0, "search_fitness": 2.5,
+                              "retrained": retrained, "chosen": True},
+                             {"name": "r00/c00", "round": 0, "index": 0, "search_fitness": 1.5,
+                              "retrained": {**retrained, "iqm": 1.2}, "chosen": False}]}
+    _write(run / "summary.json", summary)
+    for name in ("r01c00", "r00c00"):
+        for s in (0, 100):
+            _write(run / f"final/{name}/seed{s}/result.json", {"fitness_mean": 2.0})
+    fig = draw_run(run)
+    try:
+        search, final = fig.axes[0], fig.axes[3]  # (the twin axis of the curve panel comes last)
+        legend = [t.get_text() for t in search.get_legend().get_texts()]
+        assert "stopped early (successive halving)" in legend
+        labels = [t.get_text() for t in final.get_xticklabels()]
+        assert labels[:2] == ["r01/c00 (chosen)", "r00/c00"]
+        assert [t.get_text() for t in final.get_legend().get_texts()] == ["search fitness (1 seed)"]
+    finally:
+        plt.close(fig)

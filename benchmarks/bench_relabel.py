@@ -1,12 +1,15 @@
 """Relabel throughput: a compiled program over 1,000,000 stored Hopper transitions vs plain Python.
 
-Usage: python benchmarks/bench_relabel.py [--n 1000000] [--python-n 50000]
+Usage: python benchmarks/bench_relabel.py [--n 1000000] [--python-n 50000] [--repeats 3]
 
 The states are Hopper reward states (14 floats: 11 variables incl. 3-vectors and the action).
 The plain-Python baseline calls the same program's original Python function once per
 transition over the same rows (timed on a ``--python-n`` subset and reported per transition, since
 a million Python calls take a while); both produce the same numbers (checked). A third line times
 ``relabel`` over a full :class:`~rewardsmith.sources.Transitions` batch (previous states, flags).
+Two more lines time the serial and the parallel kernel on their own (``relabel`` picks the
+parallel one for batches of ``PARALLEL_MIN_ROWS`` rows and more) and check that they agree exactly.
+For a "before" figure, run the script of an older tree with that tree first on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import argparse
 import platform
 import time
 
+import numba
 import numpy as np
 
 from rewardsmith import get_task
 from rewardsmith.program import load_program
+from rewardsmith.program.compiler import PARALLEL_MIN_ROWS
 from rewardsmith.sources import Transitions
 from rewardsmith.state import split_state
 from rewardsmith.wrappers import relabel
@@ -74,6 +79,17 @@ def main() -> None:
           f"{args.n / t_py:,.0f} transitions/s")
     print(f"speed-up         : {t_py / t_numba:.0f}x")
     print(f"relabel over Transitions: {args.n / t_batch:,.0f} transitions/s")
+    kernels = {}
+    for name, parallel in (("serial", False), ("parallel", True)):
+        counters = program.counters.copy()
+        t_k, (total_k, comps_k) = _best_of(args.repeats, program.batch, states, None, parallel)
+        kernels[name] = (total_k, comps_k, program.counters - counters)
+        print(f"{name + ' kernel':16s} : {args.n / t_k:,.0f} transitions/s")
+    for a, b in zip(kernels["serial"], kernels["parallel"]):
+        np.testing.assert_array_equal(a, b)
+    print(f"kernels agree exactly; rows copied first: {program.compiled.copies_rows}; "
+          f"parallel from {PARALLEL_MIN_ROWS:,} rows, {numba.get_num_threads()} threads, "
+          f"layer {numba.threading_layer()}")
 
 
 if __name__ == "__main__":

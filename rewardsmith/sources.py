@@ -132,7 +132,7 @@ class ProgramSource:
         self.task: TaskSpec = program.task
         self._components = list(program.components)
         self._size = self.task.state_size
-        self._kernel = program.compiled.batch
+        self._run = program.compiled.run
         self.counters = np.zeros(2, dtype=np.int64)
         self._scratch = np.zeros(2, dtype=np.int64)
 
@@ -169,7 +169,7 @@ class ProgramSource:
             out = (np.empty(n), np.empty((n, len(self._components))))
         scratch = self._scratch
         scratch[0] = scratch[1] = 0
-        self._kernel(states, out[0], out[1], scratch)
+        self._run(states, out[0], out[1], scratch)  # large batches go parallel
         if scratch[0]:  # a row that raised is non-finite too, so this catches both
             self.counters += scratch
             self.program.counters += scratch

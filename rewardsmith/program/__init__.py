@@ -72,13 +72,15 @@ class RewardProgram:
         """Calls that raised (e.g. an out-of-bounds index) and were replaced by 0, so far."""
         return int(self.counters[1])
 
-    def batch(self, states: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, states: np.ndarray, out: tuple[np.ndarray, np.ndarray] | None = None,
+              parallel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Evaluate the program on every row of ``states``.
 
         Args:
             states: ``(n, state_size)`` float64, C-contiguous (see :func:`rewardsmith.state.join_state`).
             out: optional preallocated ``(total (n,), components (n, C))``.
+            parallel: use the parallel kernel (same results); default: for large batches only
+                (see :meth:`~rewardsmith.program.compiler.CompiledProgram.run`).
 
         Returns:
             ``total`` of shape ``(n,)`` and ``components`` of shape ``(n, C)``; non-finite values
@@ -90,7 +92,7 @@ class RewardProgram:
         n = states.shape[0]
         if out is None:
             out = (np.empty(n), np.empty((n, len(self.compiled.components))))
-        self.compiled.batch(states, out[0], out[1], self.counters)
+        self.compiled.run(states, out[0], out[1], self.counters, parallel)
         return out
 
     def __call__(self, **variables: Any) -> tuple[float, dict[str, float]]:

@@ -9,9 +9,14 @@ with ``load_only=True``: it loads what the parent cached and, on a miss, compile
 writing (its file-size limit is 0). numba's cache goes wherever numba puts it (``NUMBA_CACHE_DIR``
 included); the probe passes that setting on, so parent and child look in the same place.
 
-Every function is compiled with ``boundscheck=True`` (an out-of-bounds index raises instead of
-reading garbage or crashing the host) and ``error_model="numpy"`` (x/0 gives inf, which the runtime
-guard then replaces, instead of raising).
+Every function of the program is compiled with ``boundscheck=True`` (an out-of-bounds index
+raises instead of reading garbage or crashing the host) and ``error_model="numpy"`` (x/0 gives inf,
+which the runtime guard then replaces, instead of raising). Before compiling, ``np.sum``/``np.mean``
+of elementwise expressions are fused into loops (:mod:`rewardsmith.program.fuse`). The batch
+kernels (:mod:`rewardsmith.program.kernel`) check their shapes once and index without bounds
+checks; they copy each row into scratch only for a program that may write into its inputs
+(:mod:`rewardsmith.program.effects`). The parallel kernel is compiled on first use (large batches
+only, :data:`PARALLEL_MIN_ROWS`), so checking a program never pays for it.
 """
 
 from __future__ import annotations
@@ -31,12 +36,17 @@ import numpy as np
 
 from rewardsmith.errors import RewardProgramError, RewardsmithError
 from rewardsmith.fsutil import atomic_write_text, cache_root
+from rewardsmith.program.effects import may_write_inputs
+from rewardsmith.program.fuse import fuse_reductions
+from rewardsmith.program.kernel import kernel_source
 from rewardsmith.program.rewrite import rewrite
 from rewardsmith.program.validate import SAFE_BUILTINS, ValidatedProgram
 from rewardsmith.tasks import TaskSpec
 
-COMPILER_VERSION = "2"
+COMPILER_VERSION = "3"  # bump whenever the generated code changes: it is part of the cache key
 NJIT_OPTIONS = {"cache": True, "boundscheck": True, "error_model": "numpy", "nogil": True}
+KERNEL_OPTIONS = dict(NJIT_OPTIONS, boundscheck=False)  # shapes checked once per call instead
+PARALLEL_MIN_ROWS = 100_000  # batches this large (and a numba with threads) use the parallel kernel
 _MEMO: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
@@ -70,35 +80,6 @@ def program_key(program: ValidatedProgram, task: TaskSpec) -> str:
     blob = repr((program.source, program.entry, program.params, layout, COMPILER_VERSION,
                  numba.__version__, np.__version__, sys.version_info[:2]))
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def _kernel_source(entry: str, args: list[str], n_components: int, first_line: int) -> str:
-    pad = "\n" * (first_line - 1)
-    comps = "".join(f"            comps[i, {j}] = c[{j}]\n" for j in range(n_components))
-    return pad + (
-        "def _rs_batch(S, total, comps, counters):\n"
-        "    nbad = 0\n"
-        "    nerr = 0\n"
-        "    R = np.empty(S.shape[1])\n"
-        "    for i in range(S.shape[0]):\n"
-        "        R[:] = S[i]\n"
-        "        try:\n"
-        f"            t, c = {entry}({', '.join(args)})\n"
-        "            total[i] = t\n"
-        f"{comps}"
-        "        except Exception:\n"
-        "            total[i] = np.nan\n"
-        "            comps[i, :] = np.nan\n"
-        "            nerr += 1\n"
-        "        if not np.isfinite(total[i]):\n"
-        "            total[i] = 0.0\n"
-        "            nbad += 1\n"
-        "        for j in range(comps.shape[1]):\n"
-        "            if not np.isfinite(comps[i, j]):\n"
-        "                comps[i, j] = 0.0\n"
-        "    counters[0] += nbad\n"
-        "    counters[1] += nerr\n"
-    )
 
 
 def _numba_message(exc: Exception, path: str, max_line: int | None = None) -> tuple[str, int | None]:
@@ -203,11 +184,11 @@ class _LoadOnlyCache:
         return getattr(self._inner, name)
 
 
-def _jit(fn: Any, cache: bool, load_only: bool) -> Any:
-    """``numba.njit`` with :data:`NJIT_OPTIONS`; with ``load_only``, never writes numba's cache."""
+def _jit(fn: Any, cache: bool, load_only: bool, options: dict[str, Any] | None = None) -> Any:
+    """``numba.njit`` with ``options`` (:data:`NJIT_OPTIONS`); with ``load_only``, never writes numba's cache."""
     import numba
 
-    options = dict(NJIT_OPTIONS, cache=cache)
+    options = dict(options or NJIT_OPTIONS, cache=cache)
     try:
         dispatcher = numba.njit(**options)(fn)
     except RuntimeError:  # numba found no writable place for its cache: compile in memory
@@ -234,48 +215,63 @@ def compile_validated(program: ValidatedProgram, task: TaskSpec, load_only: bool
         if key in _MEMO:
             return _MEMO[key]
     tree, components = rewrite(program)
+    shapes = {p: tuple(task.variable(p).shape) for p in program.params}
+    fused = fuse_reductions(tree, program.entry, shapes)
+    copy_rows = may_write_inputs(tree, program.entry, {p for p in program.params if shapes[p] != ()})
     import numba
 
     module, cacheable = _load_module(key, program.source, write=not load_only)
     path = module.__file__
     ns = module.__dict__
-    ns.update({"np": np, "math": __import__("math")})
+    ns.update({"np": np, "math": __import__("math"), "numba": numba})
     try:
         exec(compile(tree, path, "exec"), ns)
     except Exception as exc:  # pragma: no cover - validation makes this unreachable
         raise RewardProgramError("compile", f"defining the functions failed: {exc}") from None
-    for name in [program.entry, *program.helpers]:
+    for name in [program.entry, *program.helpers, *fused]:
         ns[name] = _jit(ns[name], cacheable, load_only)
     slices = task.slices()
-    args = []
-    for p in program.params:
-        sl = slices[p]
-        # vectors are views of a per-row scratch copy, so a program that writes into its inputs
-        # cannot corrupt the caller's states
-        args.append(f"S[i, {sl.start}]" if task.variable(p).shape == () else f"R[{sl.start}:{sl.stop}]")
+    # vectors are views of the caller's row, or of a scratch copy of it for a program that may
+    # write into its inputs; scalars are passed by value
+    args = [f"S[i, {slices[p].start}]" if shapes[p] == () else f"R[{slices[p].start}:{slices[p].stop}]"
+            for p in program.params]
     n_lines = program.source.count("\n") + 2
-    kernel_src = _kernel_source(program.entry, args, len(components), n_lines + 1)
-    exec(compile(kernel_src, path, "exec"), ns)
-    batch = _jit(ns["_rs_batch"], cacheable, load_only)
-    f64, arr1 = numba.float64, numba.types.Array(numba.float64, 1, "C")
-    sig = tuple(f64 if task.variable(p).shape == () else arr1 for p in program.params)
+    exec(compile(kernel_source(program.entry, args, len(components), task.state_size, copy_rows, n_lines + 1),
+                 path, "exec"), ns)
+    ns["_rs_rows"] = _jit(ns["_rs_rows"], cacheable, load_only, KERNEL_OPTIONS)
+    batch = _jit(ns["_rs_batch"], cacheable, load_only, KERNEL_OPTIONS)
+    sig = tuple(numba.float64 if shapes[p] == () else _array_1d() for p in program.params)
     try:
         ns[program.entry].compile(sig)
         n_comp = _check_return_type(ns[program.entry], program.entry)
         if n_comp != len(components):  # pragma: no cover - the rewrite keeps these equal
             raise RewardProgramError("compile", "component count mismatch")
-        batch.compile((numba.types.Array(f64, 2, "C"), arr1, numba.types.Array(f64, 2, "C"),
-                       numba.types.Array(numba.int64, 1, "C")))
+        batch.compile(_batch_signature())
     except RewardProgramError:
         raise
     except Exception as exc:
         message, line = _numba_message(exc, path, program.source.count("\n") + 1)
         raise RewardProgramError("compile", message, line) from None
     compiled = CompiledProgram(key=key, path=path, entry=ns[program.entry], batch=batch,
-                               components=components, params=list(program.params))
+                               components=components, params=list(program.params), copies_rows=copy_rows)
+    compiled._parallel_source = (ns["_rs_pbatch"], cacheable, load_only)
     with _LOCK:
         _MEMO[key] = compiled
     return compiled
+
+
+def _array_1d() -> Any:
+    import numba
+
+    return numba.types.Array(numba.float64, 1, "C")
+
+
+def _batch_signature() -> tuple[Any, ...]:
+    """``(S, total, comps, counters)``: C-contiguous float64 2-d, 1-d, 2-d and int64 1-d."""
+    import numba
+
+    f2 = numba.types.Array(numba.float64, 2, "C")
+    return f2, _array_1d(), f2, numba.types.Array(numba.int64, 1, "C")
 
 
 class CompiledProgram:
@@ -285,16 +281,46 @@ class CompiledProgram:
         key: the content hash.
         path: the cached source file.
         entry: the numba dispatcher of the reward function (returns ``(total, (c0, c1, ...))``).
-        batch: ``batch(S, total, comps, counters)`` over a ``(n, state_size)`` float64 array;
-            non-finite values become 0 and are counted in ``counters[0]``, exceptions in ``counters[1]``.
+        batch: ``batch(S, total, comps, counters)`` over a ``(n, state_size)`` float64 array,
+            serial; non-finite values become 0 and are counted in ``counters[0]``, exceptions in
+            ``counters[1]`` (a row that raised is counted in both). ValueError on a wrong shape.
         components: component names, in output column order.
         params: the program's parameters, in its own order.
+        copies_rows: whether the kernels copy each row first (the program may write into its inputs).
     """
 
     def __init__(self, key: str, path: str, entry: Any, batch: Any, components: list[str],
-                 params: list[str]) -> None:
+                 params: list[str], copies_rows: bool = True) -> None:
         self.key, self.path, self.entry, self.batch = key, path, entry, batch
-        self.components, self.params = components, params
+        self.components, self.params, self.copies_rows = components, params, copies_rows
+        self._parallel_source: tuple[Any, bool, bool] | None = None
+        self._parallel: Any = None
+
+    def parallel_batch(self) -> Any:
+        """The parallel kernel (same arguments and results as :attr:`batch`), compiled on first use
+        (from numba's cache when it is there); :attr:`batch` when there is none."""
+        if self._parallel is None:
+            with _LOCK:
+                if self._parallel is None and self._parallel_source is not None:
+                    fn, cacheable, load_only = self._parallel_source
+                    kernel = _jit(fn, cacheable, load_only, dict(KERNEL_OPTIONS, parallel=True))
+                    kernel.compile(_batch_signature())
+                    self._parallel = kernel
+        return self._parallel or self.batch
+
+    def run(self, states: np.ndarray, total: np.ndarray, comps: np.ndarray, counters: np.ndarray,
+            parallel: bool | None = None) -> None:
+        """:attr:`batch` or, for ``parallel=True`` (default: at least :data:`PARALLEL_MIN_ROWS`
+        rows and more than one numba thread), the parallel kernel; same results either way."""
+        if parallel is None:
+            parallel = states.shape[0] >= PARALLEL_MIN_ROWS and _threads() > 1
+        (self.parallel_batch() if parallel else self.batch)(states, total, comps, counters)
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
 
 
 def python_function(program: ValidatedProgram) -> Any:

@@ -22,7 +22,7 @@ class Candidate:
             died) or ``timeout`` (killed past its time limit).
         error: the one-line reason for ``rejected`` / ``failed`` / ``timeout``.
         stage: the stage that rejected it (``sample``, ``extract``, ``validate``, ``compile``,
-            ``probe``, ``training``, ``timeout``).
+            ``probe``, ``screen``, ``training``, ``timeout``).
         components: the program's component names.
         notes: non-fatal remarks from the check (e.g. components that do not add up).
         attempts: one entry per check attempt (``ok``, ``error``, ``stage``).
@@ -33,6 +33,8 @@ class Candidate:
             last rung it reached; its fitness is measured there).
         rungs: with successive halving, its fitness at each rung it reached (``{"steps", "fitness_mean"}``).
         gif: a rollout GIF, or why there is none (interactive runs).
+        screen: the pre-screen's verdict (:class:`rewardsmith.screen.ScreenVerdict` as a dict), or
+            None when it was not screened (``--screen off``, or not accepted).
     """
 
     round: int
@@ -53,6 +55,7 @@ class Candidate:
     budget: int | None = None
     rungs: list[dict[str, Any]] = field(default_factory=list)
     gif: str | None = None
+    screen: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:

@@ -122,6 +122,10 @@ class Synthesizer:
             cands = [accept(c, messages, round_idx, i, task=self.task, coder=self.coder, render=self._render,
                             repair_rounds=self.config.repair_rounds, context=self._context)
                      for i, c in enumerate(completions)]
+            from rewardsmith.screen import screen_round
+
+            # before training: reject or flag the new programs on the run's stored episodes
+            screen_round(self.task, self.run, cands, self.history, self.config.screen, self.config.seed, self.log)
             for c in cands:
                 if c.source:
                     self.run.write_text(f"{rdir}/c{c.index:02d}/reward.py", c.source)

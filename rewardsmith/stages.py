@@ -24,10 +24,12 @@ Render = Callable[..., str]
 # -- propose ----------------------------------------------------------------------------------
 def build_messages(task: TaskSpec, render: Render, best: Candidate | None, last_round: Sequence[Candidate],
                    feedback: Sequence[str]) -> list[dict[str, str]]:
-    """The chat messages of a round: the task, the reflection on the best so far, human feedback."""
+    """The chat messages of a round: the task, the reflection on the best so far (with each
+    candidate's pre-screen verdict), human feedback."""
     user = render("task", task=task)
     if best is not None:
-        others = [{"index": c.index, "fitness_mean": c.fitness_mean, "error": c.error, "components": c.components}
+        others = [{"index": c.index, "name": c.name, "fitness_mean": c.fitness_mean, "error": c.error,
+                   "stage": c.stage, "components": c.components, "screen": c.screen}
                   for c in last_round if c is not best]
         user += "\n\n" + render("reflection", task=task, best=best.to_dict(), others=others)
     for text in feedback:

@@ -241,21 +241,70 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
         remaining = steps - trainer.num_timesteps
         if remaining > 0:
             trainer.learn(remaining, progress=progress)
-        episodes = trainer.evaluate(eval_episodes or spec.eval_episodes, seed + 10_000)
+        recorder = _recorder(out_dir if save else None)
+        episodes = _evaluate(trainer, eval_episodes or spec.eval_episodes, seed + 10_000, recorder)
         result = trainer.result(episodes, out_dir=out_dir, wall_s=time.perf_counter() - t0)
         if save and out_dir is not None:
             trainer.save(out_dir, replay_buffer=trainer.keep_replay)
+            _save_episodes(recorder, out_dir / EPISODES_FILE)
             atomic_write_json(out_dir / "result.json", result.to_dict())
     finally:
         trainer.close()
     return result
 
 
-def evaluate(model: Any, task: TaskSpec, train_venv: Any, episodes: int, seed: int) -> list[float]:
+#: the evaluation episodes' reward-state transitions, saved by :func:`train` beside ``result.json``
+#: (an :class:`~rewardsmith.trajectories.EpisodeSet`; the pre-screen reads them).
+EPISODES_FILE = "episodes.npz"
+
+
+def _recorder(out_dir: Path | None) -> Any:
+    """An episode recorder when the evaluation episodes are to be saved under ``out_dir``, else None."""
+    if out_dir is None:
+        return None
+    from rewardsmith.trajectories import EpisodeRecorder
+
+    return EpisodeRecorder()
+
+
+def _evaluate(trainer: Any, episodes: int, seed: int, recorder: Any) -> list[float]:
+    """:meth:`Trainer.evaluate <rewardsmith.trainer.Trainer.evaluate>`, recording the episodes into ``recorder``."""
+    if recorder is None:
+        return trainer.evaluate(episodes, seed)
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from rewardsmith.callbacks import find_wrapper
+
+    norm = find_wrapper(trainer.venv, VecNormalize)
+    if norm is not None:
+        norm.training = False
+    return evaluate(trainer.model, trainer.spec, trainer.venv, episodes, seed, record=recorder)
+
+
+def _save_episodes(recorder: Any, path: Path) -> None:
+    """Save the recorded evaluation episodes at ``path``; a failure only warns (never fails a training)."""
+    if recorder is None:
+        return
+    import warnings
+
+    try:
+        found = recorder.episodes()
+        if recorder.error is not None:
+            raise RuntimeError(recorder.error)
+        if found is not None:
+            found.save(path)
+    except Exception as exc:
+        warnings.warn(f"evaluation episodes not saved to {path}: {type(exc).__name__}: {exc}", stacklevel=2)
+
+
+def evaluate(model: Any, task: TaskSpec, train_venv: Any, episodes: int, seed: int,
+             record: Any = None) -> list[float]:
     """Ground-truth fitness of ``model``'s deterministic policy over ``episodes`` episodes.
 
     The evaluation envs use the training run's observation normalisation (frozen) and the env's
-    own dynamics; the reward is irrelevant to fitness, so none is replaced.
+    own dynamics; the reward is irrelevant to fitness, so none is replaced. ``record``: an
+    :class:`~rewardsmith.trajectories.EpisodeRecorder` that keeps every evaluation episode's
+    reward-state transitions with its fitness (recording never fails the evaluation).
     """
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -265,6 +314,7 @@ def evaluate(model: Any, task: TaskSpec, train_venv: Any, episodes: int, seed: i
     train_norm = find_wrapper(train_venv, VecNormalize)
     n = max(1, min(episodes, 4))
     venv: Any = DummyVecEnv([lambda: TaskWrapper(task.make_env(), task) for _ in range(n)])
+    base = venv
     venv.seed(seed)
     norm = None
     if train_norm is not None:
@@ -272,16 +322,24 @@ def evaluate(model: Any, task: TaskSpec, train_venv: Any, episodes: int, seed: i
         norm.obs_rms = train_norm.obs_rms
         venv = norm
     obs = venv.reset()
+    if record is not None:
+        record.start(base.envs)
     found: list[float] = []
     per_env = [0] * n
     quota = [episodes // n + (1 if i < episodes % n else 0) for i in range(n)]
     while len(found) < episodes:
         action, _ = model.predict(obs, deterministic=True)
         obs, _, dones, infos = venv.step(action)
+        if record is not None:
+            record.step(action, infos)
         for i, done in enumerate(dones):
-            if done and per_env[i] < quota[i]:
-                per_env[i] += 1
-                found.append(float(infos[i]["episode_fitness"]))
+            if done:
+                kept = per_env[i] < quota[i]
+                if kept:
+                    per_env[i] += 1
+                    found.append(float(infos[i]["episode_fitness"]))
+                if record is not None:
+                    record.end(i, found[-1] if kept else None)
     venv.close()
     return found
 

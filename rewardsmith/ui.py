@@ -29,17 +29,31 @@ def rich_progress(label: str, total: int) -> Iterator[Callable[[JobOutcome], Non
 
 
 def round_table(round_idx: int, cands: list[Candidate], best: Candidate | None, task_name: str = ""):
-    """A rich table of one round: candidate, status, fitness, components or error."""
+    """A rich table of one round: candidate, status, fitness, pre-screen verdict, components or error."""
     from rich.table import Table
 
     table = Table(title=f"round {round_idx + 1}" + (f": {task_name}" if task_name else ""))
-    for col in ("#", "status", "fitness", "components / error"):
+    for col in ("#", "status", "fitness", "screen", "components / error"):
         table.add_column(col)
     for c in cands:
         status = "best so far" if c is best else c.status
         fit = f"{c.fitness_mean:.4g} ± {c.fitness_std or 0:.2g}" if c.trained else "-"
-        table.add_row(str(c.index), status, fit, ", ".join(c.components) if c.trained else str(c.error or "")[:90])
+        table.add_row(str(c.index), status, fit, screen_cell(c),
+                      ", ".join(c.components) if c.trained else str(c.error or "")[:90])
     return table
+
+
+def screen_cell(c: Candidate) -> str:
+    """The round table's screen column: the verdict, its score, and whose duplicate it is ("-": not screened)."""
+    v = c.screen
+    if not isinstance(v, dict):
+        return "-"
+    cell = str(v.get("decision", "?"))
+    if v.get("score") is not None:
+        cell += f" {v['score']:+.2f}"
+    if v.get("duplicate_of"):
+        cell += f" (dup of {v['duplicate_of']})"
+    return cell
 
 
 def round_table_printer(round_idx: int, cands: list[Candidate], best: Candidate | None) -> None:

@@ -1,18 +1,22 @@
-"""Cost of `check` for one program (validate + compile + probe), cold and cached.
+"""Process wall of `rewardsmith check`, cold and cached, beside a floor measured in the same run.
 
-Usage: python benchmarks/bench_check.py [--repeats 3]
+Usage: python benchmarks/bench_check.py [--repeats 5] [--before TREE]
 
-Each measurement is a fresh Python process (as a CLI call would be) that imports rewardsmith and
-checks one 4-component Hopper program. "cold" uses an empty compile cache; "cached" reuses the
-cache the cold run filled (numba loads machine code instead of compiling); "memo" is a second
-check of the same program in the same process. Reported: the library's own per-stage timings
-(median over repeats) and the process wall time.
+Each measurement is a fresh process. ``check`` runs ``python -m rewardsmith.cli check FILE --task
+hopper-forward`` on the 4-component Hopper program of ``benchmarks/rewards``: "cold" with an empty
+cache root (``REWARDSMITH_CACHE``: no compiled program, no sampled states), "cached" a second time
+on the cache the cold run filled. The *floor* is a fresh interpreter that imports numba and
+compiles (cold; empty cache) or loads from numba's cache (cached) the same arithmetic written as
+one plain ``@njit(cache=True)`` function: what any numba-based check must pay at least.
+
+``--before TREE`` also times the CLI from another source tree (e.g. ``git archive`` of an older
+commit), alternating with this one in each repeat, so that before and after share the machine's
+load. Printed: medians with [min, max], and the ratios check / floor of each repeat.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -23,55 +27,89 @@ from pathlib import Path
 
 import numpy as np
 
-CHILD = r'''
-import json, sys, time
-from rewardsmith.program import check_program
-from rewardsmith.program.probe import sample_states
-from rewardsmith import get_task
-src = open(sys.argv[1]).read()
-task = get_task("hopper-forward")
-states = sample_states(task)
-r1 = check_program(src, task, states=states)
-t = time.perf_counter(); r2 = check_program(src, task, states=states); memo = time.perf_counter() - t
-assert r1.ok and r2.ok, r1.error
-print(json.dumps({"timings": r1.timings, "memo": r2.timings}))
+HERE = Path(__file__).resolve().parent
+PROGRAM = HERE / "rewards" / "hopper_four_terms.py"
+TREE = HERE.parent
+FLOOR_MODULE = '''
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def compute_reward(x_velocity, torso_height, torso_angle, action):
+    forward = 1.0 * x_velocity
+    healthy = 1.0 if torso_height > 0.8 and abs(torso_angle) < 0.2 else 0.0
+    ctrl = 0.001 * np.sum(action * action)
+    upright = -0.1 * torso_angle * torso_angle
+    return forward + healthy - ctrl + upright, (forward, healthy, -ctrl, upright)
 '''
-PROGRAM = (Path(__file__).parent / "rewards" / "hopper_four_terms.py").read_text()
+FLOOR_MAIN = "import numpy as np, floor_reward; floor_reward.compute_reward(1.0, 1.2, 0.0, np.zeros(3))"
 
 
-def once(path: str, cache: str) -> tuple[dict, float]:
-    env = {**os.environ, "REWARDSMITH_CACHE": cache}
+def _env(cache: str, tree: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(REWARDSMITH_CACHE=cache, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    return env
+
+
+def _timed(cmd: list[str], env: dict[str, str], cwd: str) -> float:
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, path], env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1]), time.perf_counter() - t
+    out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout}{out.stderr[-2000:]}")
+    return wall
+
+
+def floor_pair(tmp: str) -> tuple[float, float]:
+    """The floor, cold then cached: import numba and compile / cache-load one plain ``@njit`` function."""
+    folder = tempfile.mkdtemp(dir=tmp, prefix="floor")
+    Path(folder, "floor_reward.py").write_text(FLOOR_MODULE)
+    env = _env(os.path.join(folder, "rs"))
+    env["PYTHONPATH"] = folder
+    cmd = [sys.executable, "-c", FLOOR_MAIN]
+    return _timed(cmd, env, folder), _timed(cmd, env, folder)
+
+
+def check_pair(tmp: str, tree: Path) -> tuple[float, float]:
+    """``rewardsmith check`` from ``tree``, cold (empty cache root) then cached (the same root)."""
+    cache = tempfile.mkdtemp(dir=tmp, prefix="cache")
+    env = _env(cache, tree)
+    cmd = [sys.executable, "-m", "rewardsmith.cli", "check", str(PROGRAM), "--task", "hopper-forward"]
+    return _timed(cmd, env, tmp), _timed(cmd, env, tmp)
+
+
+def _fmt(values: list[float], unit: str = " s") -> str:
+    return f"{np.median(values):.2f}{unit} [{min(values):.2f}, {max(values):.2f}]"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--before", type=Path, default=None, help="another source tree to time alongside")
     args = parser.parse_args()
-    rows: dict[str, list[dict]] = {"cold": [], "cached": [], "memo": []}
-    walls: dict[str, list[float]] = {"cold": [], "cached": []}
+    trees = {"after": TREE, **({"before": args.before.resolve()} if args.before else {})}
+    walls: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "reward.py")
-        with open(path, "w") as fh:
-            fh.write(PROGRAM)
-        for i in range(args.repeats):
-            cache = os.path.join(tmp, f"cache{i}")
-            cold, wall_cold = once(path, cache)
-            cached, wall_cached = once(path, cache)
-            rows["cold"].append(cold["timings"])
-            rows["cached"].append(cached["timings"])
-            rows["memo"].append(cached["memo"])
-            walls["cold"].append(wall_cold)
-            walls["cached"].append(wall_cached)
-    print(f"machine: {platform.machine()} python {platform.python_version()}, {args.repeats} repeats (medians)")
-    print(f"{'case':8s} {'validate':>9s} {'compile':>9s} {'probe':>9s} {'process wall':>13s}")
-    for case in ("cold", "cached", "memo"):
-        med = {k: float(np.median([r.get(k, 0.0) for r in rows[case]])) for k in ("validate", "compile", "probe")}
-        wall = f"{np.median(walls[case]):.2f} s" if case in walls else "-"
-        print(f"{case:8s} {med['validate'] * 1e3:7.1f}ms {med['compile'] * 1e3:7.1f}ms {med['probe'] * 1e3:7.0f}ms "
-              f"{wall:>13s}")
+        for _ in range(args.repeats):
+            fc, fw = floor_pair(tmp)
+            walls.setdefault("floor cold", []).append(fc)
+            walls.setdefault("floor cached", []).append(fw)
+            for name, tree in trees.items():
+                cc, cw = check_pair(tmp, tree)
+                walls.setdefault(f"{name} cold", []).append(cc)
+                walls.setdefault(f"{name} cached", []).append(cw)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.machine()} python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"load {load:.2f}; {args.repeats} repeats: median [min, max]")
+    for name, values in walls.items():
+        print(f"{name:14s} {_fmt(values)}")
+    for name in trees:
+        for case in ("cold", "cached"):
+            ratios = [c / f for c, f in zip(walls[f"{name} {case}"], walls[f"floor {case}"])]
+            print(f"{name} {case} / floor {case}: {_fmt(ratios, 'x')}")
 
 
 if __name__ == "__main__":

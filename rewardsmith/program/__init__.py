@@ -24,7 +24,8 @@ import numpy as np
 
 from rewardsmith.errors import RewardProgramError
 from rewardsmith.program.compiler import CompiledProgram, compile_validated, python_function
-from rewardsmith.program.probe import ProbeReport, probe, sample_states
+from rewardsmith.program.probe import ProbeReport, probe
+from rewardsmith.program.states import sample_states
 from rewardsmith.program.validate import ValidatedProgram, validate_source
 from rewardsmith.tasks import TaskSpec, get_task
 
@@ -160,14 +161,14 @@ def _read_source(source: str | Path) -> str:
 _PROBES: dict[tuple, ProbeReport] = {}
 
 
-def _probe_memoized(text: str, key: str, spec: TaskSpec, states: np.ndarray | None,
+def _probe_memoized(text: str, compiled: CompiledProgram, spec: TaskSpec, states: np.ndarray | None,
                     probe_kwargs: dict[str, Any]) -> ProbeReport:
     """Probe once per (program, states, limits) in this process; timeouts are not memoised."""
     states = sample_states(spec) if states is None else np.ascontiguousarray(states, dtype=np.float64)
-    memo = (key, hashlib.sha256(states.tobytes()).hexdigest(), tuple(sorted(probe_kwargs.items())))
+    memo = (compiled.key, hashlib.sha256(states.tobytes()).hexdigest(), tuple(sorted(probe_kwargs.items())))
     if memo in _PROBES:
         return _PROBES[memo]
-    report = probe(text, spec, states=states, **probe_kwargs)
+    report = probe(text, spec, states=states, compiled=compiled, **probe_kwargs)
     if report.ok or "timed out" not in (report.error or ""):
         _PROBES[memo] = report
     return report
@@ -200,7 +201,7 @@ def check_program(source: str | Path, task: str | TaskSpec, run_probe: bool = Tr
         result.timings["compile"] = time.perf_counter() - t
         if run_probe:
             t = time.perf_counter()
-            report = _probe_memoized(text, compiled.key, spec, states, probe_kwargs)
+            report = _probe_memoized(text, compiled, spec, states, probe_kwargs)
             result.probe = report
             result.timings["probe"] = time.perf_counter() - t
             if not report.ok:

@@ -1,17 +1,25 @@
-"""Stage 3: run a compiled reward program on sampled states in a resource-limited subprocess.
+"""Stage 3: run a compiled reward program on sampled states in a resource-limited child process.
 
-The child is ``python -I`` in a new session with a scrubbed environment (one thread for BLAS and
-numba), ``RLIMIT_AS`` (memory), ``RLIMIT_CPU``, ``RLIMIT_FSIZE=0`` (no file writes), a small
-``RLIMIT_NOFILE`` once it has loaded the program, stdout and stderr away from the terminal, and a
-network namespace of its own where the OS allows it (Linux as root). The parent kills the whole
-process group at the wall timeout. It loads the program from the compile cache and never writes: it sees the parent's cache
-locations (``REWARDSMITH_CACHE``, ``NUMBA_CACHE_DIR``) and, on a miss, compiles in memory. It
-checks, on each state: a finite scalar total and finite components, no exception, the same result
-twice (determinism), inputs left unchanged, and the time per call; it also measures how far the
-components are from adding up to the total (a note, not a rejection).
+By default (POSIX) the child is a ``fork`` of the checking process, made after everything is
+imported and the program compiled, so it pays for no interpreter start, no imports and no cache
+load: it calls the parent's compiled function on the parent's states. Before it runs any of the
+program's code it starts a new session, moves to a network namespace of its own where the OS
+allows it (Linux as root), points stdin/stdout/stderr at ``/dev/null``, closes every inherited
+file descriptor but its result pipe, resets signal handlers, forbids compiling, and sets
+``RLIMIT_AS`` (its current size plus the memory allowance), ``RLIMIT_CPU``, ``RLIMIT_FSIZE=0`` (no
+file writes), ``RLIMIT_CORE=0`` and a small ``RLIMIT_NOFILE``. The parent kills the whole process
+group at the wall timeout.
 
-The states (:func:`sample_states`) are visited under random actions and under saturated ones: SB3
-clips actions to the box, so training sees the bounds (exactly +-1) all the time.
+Where ``fork`` is missing, or with ``REWARDSMITH_PROBE=spawn`` (or ``mode="spawn"``), the child is
+a fresh ``python -I`` in a new session with a scrubbed environment (one thread for BLAS and numba)
+and the same limits: it loads the program from the compile cache and never writes (it sees the
+parent's cache locations, ``REWARDSMITH_CACHE`` and ``NUMBA_CACHE_DIR``, and on a miss compiles in
+memory).
+
+Either child checks, on each state: a finite scalar total and finite components, no exception,
+the same result twice (determinism), inputs left unchanged, and the time per call; it also
+measures how far the components are from adding up to the total (a note, not a rejection). The
+states come from :func:`~rewardsmith.program.states.sample_states`.
 
 This is defence in depth for model-written code, not a security boundary against a determined
 attacker: the static allowlist and numba's nopython mode are the first two walls.
@@ -32,13 +40,14 @@ from typing import Any
 
 import numpy as np
 
+from rewardsmith.program.states import sample_states
 from rewardsmith.tasks import TaskSpec
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MEMORY_MB = 1536
 DEFAULT_MAX_CALL_US = 1000.0
 GAP_RTOL = 1e-6  # a gap between the total and the sum of the components below this (relative) is rounding
-_STATES: dict[tuple[str, int, int], np.ndarray] = {}
+PROBE_MODES = ("auto", "fork", "spawn")
 
 
 @dataclass
@@ -68,72 +77,6 @@ class ProbeReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
         return asdict(self)
-
-
-def _saturated_actions(space: Any, rng: np.random.Generator, n: int) -> list[np.ndarray]:
-    """Actions at the bounds, as training sees them once SB3 clips its actions: zeros, all high, all
-    low, alternating signs both ways, each component alone at either bound, then ``n`` random
-    corners of the box (bang-bang). An infinite bound counts as +-1."""
-    low = np.where(np.isfinite(space.low), space.low, -1.0).astype(np.float64)
-    high = np.where(np.isfinite(space.high), space.high, 1.0).astype(np.float64)
-    zero = np.clip(np.zeros(space.shape), low, high)
-    alt = np.indices(space.shape).sum(axis=0) % 2 == 0
-    out = [zero, high.copy(), low.copy(), np.where(alt, high, low), np.where(alt, low, high)]
-    for i in np.ndindex(space.shape):
-        for bound in (high, low):
-            a = zero.copy()
-            a[i] = bound[i]
-            out.append(a)
-    out += [np.where(rng.random(space.shape) < 0.5, low, high) for _ in range(n)]
-    return out
-
-
-def _drive(task: TaskSpec, env: Any, reader: Any, actions: Any, n: int, seed: int,
-           rng: np.random.Generator) -> np.ndarray:
-    """``n`` states visited by stepping ``env`` with ``actions(i)`` at step ``i``."""
-    out = np.empty((n, task.state_size))
-    obs, info = env.reset(seed=seed)
-    action = np.zeros(env.action_space.shape)
-    for i in range(n):
-        reader.read(obs, info, action, out[i])
-        action = actions(i)
-        obs, _, term, trunc, info = env.step(action)
-        if term or trunc or rng.random() < 0.05:
-            obs, info = env.reset(seed=int(rng.integers(1 << 31)))
-            action = np.zeros(env.action_space.shape)
-    return out
-
-
-def sample_states(task: TaskSpec, n: int = 64, seed: int = 0) -> np.ndarray:
-    """Reward states for the probe: ``n`` visited under uniformly random actions from several resets,
-    then (for a box action space) states visited under saturated actions, the action variable at the
-    bounds of the box (clipped actions are what training mostly sees): see :func:`_saturated_actions`.
-
-    Returns:
-        ``(n + m, state_size)``; the first ``n`` rows do not depend on the rest.
-    """
-    key = (task.name, n, seed)
-    if key in _STATES:
-        return _STATES[key]
-    import gymnasium as gym
-
-    from rewardsmith.state import StateReader
-
-    env = task.make_env()
-    try:
-        reader = StateReader(task, env)
-        rng = np.random.default_rng(seed)
-        env.action_space.seed(seed)
-        parts = [_drive(task, env, reader, lambda i: env.action_space.sample(), n, seed, rng)]
-        if isinstance(env.action_space, gym.spaces.Box):
-            saturated = _saturated_actions(env.action_space, rng, max(n // 2, 1))
-            parts.append(_drive(task, env, reader, lambda i: saturated[i].astype(env.action_space.dtype),
-                                len(saturated), seed + 1, rng))
-    finally:
-        env.close()
-    out = np.ascontiguousarray(np.vstack(parts))
-    _STATES[key] = out
-    return out
 
 
 # numba settings that decide where its cache is and which entries match (the index is keyed by the
@@ -168,11 +111,28 @@ def _limits(memory_mb: int, cpu_s: int) -> None:  # pragma: no cover - runs in t
 
 
 def probe(source: str, task: TaskSpec, states: np.ndarray | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-          memory_mb: int = DEFAULT_MEMORY_MB, max_call_us: float = DEFAULT_MAX_CALL_US) -> ProbeReport:
-    """Run the (already compiled and cached) program ``source`` in a sandboxed child process."""
+          memory_mb: int = DEFAULT_MEMORY_MB, max_call_us: float = DEFAULT_MAX_CALL_US,
+          compiled: Any = None, mode: str | None = None) -> ProbeReport:
+    """Run the (already compiled and cached) program ``source`` in a sandboxed child process.
+
+    Args:
+        compiled: the parent's :class:`~rewardsmith.program.compiler.CompiledProgram` of ``source``
+            for ``task``; a forked child calls it (without it the child is spawned).
+        mode: ``"fork"``, ``"spawn"`` or ``"auto"`` (the default, or ``$REWARDSMITH_PROBE``): fork
+            where the OS can and ``compiled`` is given, else spawn.
+    """
     t0 = time.perf_counter()
     if states is None:
         states = sample_states(task)
+    mode = mode or os.environ.get("REWARDSMITH_PROBE") or "auto"
+    if mode not in PROBE_MODES:
+        raise ValueError(f"probe mode must be one of {', '.join(PROBE_MODES)}, got {mode!r}")
+    if mode != "spawn" and compiled is not None and hasattr(os, "fork"):
+        from rewardsmith.program.forked import probe_forked
+
+        result = probe_forked(compiled, task, np.ascontiguousarray(states, dtype=np.float64), timeout_s,
+                              memory_mb, lambda *a: _check_rows(*a, max_call_us))
+        return _report(result, time.perf_counter() - t0, timeout_s)
     config = {
         "source": source,
         "variables": [[v.name, list(v.shape)] for v in task.variables],
@@ -202,18 +162,25 @@ def probe(source: str, task: TaskSpec, states: np.ndarray | None = None, timeout
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             os.close(read_fd)
-            return ProbeReport(False, f"timed out after {timeout_s:g} s (an infinite or very long loop?)",
-                               0, None, False, time.perf_counter() - t0)
+            return _report({"timed_out": True}, time.perf_counter() - t0, timeout_s)
         with os.fdopen(read_fd, "rb") as fh:
             raw = fh.read()
         stderr.seek(0)
         tail = stderr.read()[-2000:].decode(errors="replace").strip().splitlines()
-    wall = time.perf_counter() - t0
-    if raw:
-        result = json.loads(raw)
+    result = json.loads(raw) if raw else {"returncode": proc.returncode, "stderr_tail": tail}
+    return _report(result, time.perf_counter() - t0, timeout_s)
+
+
+def _report(result: dict[str, Any], wall: float, timeout_s: float) -> ProbeReport:
+    """The report from the child's result, or from how it ended (``returncode``, ``stderr_tail``,
+    ``timed_out``) when it sent none."""
+    if "ok" in result:
         return ProbeReport(result["ok"], result["error"], result["n_states"], result["per_call_us"],
                            result["network_isolated"], wall, result.get("component_gap"))
-    code = proc.returncode
+    if result.get("timed_out"):
+        return ProbeReport(False, f"timed out after {timeout_s:g} s (an infinite or very long loop?)",
+                           0, None, False, wall)
+    code, tail = result["returncode"], result.get("stderr_tail") or []
     if code < 0:
         name = signal.Signals(-code).name
         why = {"SIGSEGV": "crashed the probe process (segmentation fault)",
@@ -235,17 +202,10 @@ def _try_unshare_net() -> bool:  # pragma: no cover - runs in the child
         return False
 
 
-def _child() -> None:  # pragma: no cover - runs in the child, measured through probe()
+def _child() -> None:  # pragma: no cover - runs in the spawned child, measured through probe()
     out_fd = int(sys.argv[1])
     isolated = _try_unshare_net()
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-    def report(ok: bool, error: str | None, n: int = 0, per_call: float | None = None,
-               gap: list[float] | None = None) -> None:
-        os.write(out_fd, json.dumps({"ok": ok, "error": error, "n_states": n, "per_call_us": per_call,
-                                     "network_isolated": isolated, "component_gap": gap}).encode())
-        os._exit(0)
-
     config = json.loads(sys.stdin.buffer.read())
     try:
         from rewardsmith.program.compiler import compile_validated
@@ -258,11 +218,35 @@ def _child() -> None:  # pragma: no cover - runs in the child, measured through 
         program = validate_source(config["source"], task)
         compiled = compile_validated(program, task, load_only=True)
     except Exception as exc:
-        report(False, f"could not load the program: {exc}")
+        _write_report(out_fd, {"ok": False, "error": f"could not load the program: {exc}"}, isolated)
     import resource
 
     resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
     states = np.asarray(config["states"], dtype=np.float64)
+    _write_report(out_fd, _check_rows(compiled, task, states, config["max_call_us"]), isolated)
+
+
+def _write_report(fd: int, result: dict[str, Any], isolated: bool) -> None:  # pragma: no cover - child
+    """Send ``result`` to the parent and end the child (no cleanup: nothing of the parent's runs)."""
+    out = {"ok": False, "error": None, "n_states": 0, "per_call_us": None, "component_gap": None, **result,
+           "network_isolated": isolated}
+    os.write(fd, json.dumps(out).encode())
+    os._exit(0)
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _check_rows(compiled: Any, task: TaskSpec, states: np.ndarray, max_call_us: float) -> dict[str, Any]:
+    """Call the program twice on every row of ``states`` and check what it does (see the module docstring)."""
+    try:
+        return _check_rows_or_raise(compiled, task, states, max_call_us)
+    except _Rejected as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def _check_rows_or_raise(compiled: Any, task: TaskSpec, states: np.ndarray, max_call_us: float) -> dict[str, Any]:
     slices = task.slices()
     times, gaps = [], []
     for k, row in enumerate(states):
@@ -276,27 +260,27 @@ def _child() -> None:  # pragma: no cover - runs in the child, measured through 
             times.append(time.perf_counter() - t)
             second = compiled.entry(*args)
         except MemoryError:
-            report(False, f"ran out of memory {where} (the probe allows {DEFAULT_MEMORY_MB} MiB)")
+            raise _Rejected(f"ran out of memory {where} (the probe allows {DEFAULT_MEMORY_MB} MiB)") from None
         except Exception as exc:
-            report(False, f"raised {type(exc).__name__}: {exc} {where}")
+            raise _Rejected(f"raised {type(exc).__name__}: {exc} {where}") from None
         for name, a, b in zip(compiled.params, args, before):
             if not np.array_equal(np.asarray(a), b, equal_nan=True):
-                report(False, f"mutates its input {name!r} in place; copy it first (x = {name}.copy())")
+                raise _Rejected(f"mutates its input {name!r} in place; copy it first (x = {name}.copy())")
         flat1 = np.array([first[0], *first[1]], dtype=np.float64)
         flat2 = np.array([second[0], *second[1]], dtype=np.float64)
         if not np.array_equal(flat1, flat2, equal_nan=True):
-            report(False, f"is not deterministic: two calls {where} gave different results")
+            raise _Rejected(f"is not deterministic: two calls {where} gave different results")
         if not np.isfinite(flat1[0]):
             shown = ", ".join(f"{p}={np.round(a, 3).tolist()}" for p, a in zip(compiled.params, args))
-            report(False, f"returned a non-finite total ({flat1[0]}) {where} ({shown})")
+            raise _Rejected(f"returned a non-finite total ({flat1[0]}) {where} ({shown})")
         bad = [compiled.components[j] for j in range(len(compiled.components)) if not np.isfinite(flat1[j + 1])]
         if bad:
-            report(False, f"returned non-finite component(s) {bad} {where}")
+            raise _Rejected(f"returned non-finite component(s) {bad} {where}")
         gap = float(flat1[0] - np.sum(flat1[1:]))
         gaps.append(0.0 if abs(gap) <= GAP_RTOL * max(1.0, abs(flat1[0]), float(np.sum(np.abs(flat1[1:]))))
                     else gap)
     per_call = float(np.median(times) * 1e6) if times else None
-    if per_call is not None and per_call > config["max_call_us"]:
-        report(False, f"is too slow: {per_call:.0f} us per call (limit {config['max_call_us']:.0f} us)")
+    if per_call is not None and per_call > max_call_us:
+        raise _Rejected(f"is too slow: {per_call:.0f} us per call (limit {max_call_us:.0f} us)")
     gap = [min(gaps), max(gaps)] if gaps and compiled.components else None
-    report(True, None, len(states), per_call, gap)
+    return {"ok": True, "error": None, "n_states": len(states), "per_call_us": per_call, "component_gap": gap}

@@ -70,6 +70,7 @@ class TrainJob:
         continue_from: a checkpoint folder (usually ``out``) of an earlier, shorter part of this
             training to continue to ``steps`` (successive halving); a mismatch trains from scratch.
         init_from: a checkpoint folder of another training whose policy starts this one (warm start).
+        keep_replay: SAC: save the replay buffer and its reward states (so warm starts can relabel it).
     """
 
     name: str
@@ -88,6 +89,7 @@ class TrainJob:
     checked: bool = False
     continue_from: str | None = None
     init_from: str | None = None
+    keep_replay: bool = False
 
 
 @dataclass
@@ -216,7 +218,8 @@ def run_job(job: TrainJob, callbacks: list | None = None) -> dict[str, Any]:
         reward = load_program(reward, job.task, run_probe=False)
     result = train(job.task, reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
                    device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
-                   callbacks=callbacks, continue_from=job.continue_from, init_from=job.init_from)
+                   callbacks=callbacks, continue_from=job.continue_from, init_from=job.init_from,
+                   keep_replay=job.keep_replay)
     return result.to_dict()
 
 

@@ -148,18 +148,20 @@ class Synthesizer:
         return cands
 
     def _round_job(self, round_idx: int) -> Callable[..., TrainJob]:
-        """The job factory of a round: with ``warm_start``, from round 2 on every job starts from the
-        best policy so far (its checkpoint folder)."""
+        """The job factory of a round's candidates: with ``warm_start``, from round 2 on every job
+        starts from the best policy so far (its checkpoint folder), and SAC keeps its replay buffer
+        (with its reward states) so that the next round can relabel it."""
+        if not self.config.warm_start:
+            return self._job
         best = self.best()
-        if not (self.config.warm_start and round_idx > 0 and best is not None):
-            return self._job
-        init = self.run.path / "rounds" / best.name
-        if not (init / "model.zip").is_file():
+        init = None if best is None or round_idx == 0 else self.run.path / "rounds" / best.name
+        if init is not None and not (init / "model.zip").is_file():
             self.log(f"round {round_idx + 1}: no checkpoint of {best.name} to warm-start from; training from scratch")
-            return self._job
+            init = None
 
         def job(*args: Any, **kw: Any) -> TrainJob:
-            return dataclasses.replace(self._job(*args, **kw), init_from=str(init))
+            return dataclasses.replace(self._job(*args, **kw), keep_replay=True,
+                                       init_from=None if init is None else str(init))
 
         return job
 

@@ -46,6 +46,7 @@ class TrainResult:
         warm_from: the checkpoint whose policy started this training (warm start), or None.
         continued_from: steps an earlier part of this training had done when it was continued
             (successive halving), 0 when it trained from scratch.
+        replay_relabelled: transitions of a warm start's SAC replay buffer relabelled with this reward.
     """
 
     task: str
@@ -65,6 +66,7 @@ class TrainResult:
     task_version: int = 1
     warm_from: str | None = None
     continued_from: int = 0
+    replay_relabelled: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -177,7 +179,7 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
           progress: bool = False, eval_episodes: int | None = None, algo_kwargs: dict[str, Any] | None = None,
           tensorboard: bool = True, save: bool = True, callbacks: list | None = None,
           wrappers: list | None = None, continue_from: str | Path | None = None,
-          init_from: str | Path | None = None) -> TrainResult:
+          init_from: str | Path | None = None, keep_replay: bool = False) -> TrainResult:
     """Train an agent on ``task`` with ``reward`` and measure the task's true fitness.
 
     The one-call facade over :class:`~rewardsmith.trainer.Trainer`.
@@ -208,6 +210,7 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
         init_from: a checkpoint folder of another training (e.g. the previous round's best) whose
             policy and observation statistics start this one (warm start); its reward's statistics
             are not kept, and for SAC its replay buffer is relabelled with ``reward`` when it was saved.
+        keep_replay: SAC: save the replay buffer and its reward states with the model (for warm starts).
 
     On the CPU it sets ``torch.set_num_threads(1)``: small MLPs train fastest single-threaded, and
     parallel candidates then do not fight over cores. The result's ``nonfinite`` counts only this
@@ -224,13 +227,14 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
     if continue_from is not None:
         trainer = Trainer.resume_compatible(continue_from, spec, reward, algo=algo, seed=seed, steps=steps,
                                             device=device, callbacks=callbacks, wrappers=wrappers,
-                                            algo_kwargs=algo_kwargs)
+                                            algo_kwargs=algo_kwargs, keep_replay=keep_replay)
     if trainer is None and init_from is not None:
         trainer = Trainer.warm_start(init_from, spec, reward, algo=algo, seed=seed, n_envs=n_envs, device=device,
-                                     budget=steps, algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers)
+                                     budget=steps, algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers,
+                                     keep_replay=keep_replay)
     if trainer is None:
         trainer = Trainer(spec, reward, algo=algo, seed=seed, n_envs=n_envs, device=device, budget=steps,
-                          algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers)
+                          algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers, keep_replay=keep_replay)
     t0 = time.perf_counter()  # training and evaluation (not loading the program)
     try:
         if save or tensorboard:

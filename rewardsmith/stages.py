@@ -29,7 +29,7 @@ def build_messages(task: TaskSpec, render: Render, best: Candidate | None, last_
     user = render("task", task=task)
     if best is not None:
         others = [{"index": c.index, "name": c.name, "fitness_mean": c.fitness_mean, "error": c.error,
-                   "stage": c.stage, "components": c.components, "screen": c.screen}
+                   "stage": c.stage, "components": c.components, "screen": c.screen, "budget": c.budget}
                   for c in last_round if c is not best]
         user += "\n\n" + render("reflection", task=task, best=best.to_dict(), others=others)
     for text in feedback:

@@ -51,7 +51,9 @@ def stub(_server: StubServer, monkeypatch: pytest.MonkeyPatch) -> StubServer:
 def test_offline_loop_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "run"
     lines: list[str] = []
-    summary = synthesize(SynthesisConfig(**TINY, iterations=2, samples=2, final_seeds=2), out=out, log=lines.append)
+    # screen=flag: every candidate trains (the default screen may reject a near-duplicate; tests/test_screen.py)
+    summary = synthesize(SynthesisConfig(**TINY, iterations=2, samples=2, final_seeds=2, screen="flag"), out=out,
+                         log=lines.append)
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["task"] == "inverted-pendulum" == summary["task"]
     for key in ("fitness_mean", "fitness_std", "source"):
@@ -187,7 +189,8 @@ def test_malformed_answers_never_stop_the_run(tmp_path: Path, stub: StubServer) 
     """Transient HTML is retried; a refusal and a reply cut at the length limit go to repair."""
     stub.push(html_page(), refusal(None), ok(GOOD), length_cut(), ok(GOOD))
     config = SynthesisConfig(**TINY, coder="openai", base_url=stub.url, model="stub-model", iterations=2,
-                             samples=1, final_seeds=1, baselines=False, no_cache=True, stop_when_solved=False)
+                             samples=1, final_seeds=1, baselines=False, no_cache=True, stop_when_solved=False,
+                             screen="flag")  # round 2 repeats round 1's program: the default screen rejects it
     summary = synthesize(config, out=tmp_path / "run", log=lambda _: None)
     for r in ("r00", "r01"):
         cand = json.loads((tmp_path / "run" / "rounds" / r / "candidates.json").read_text())[0]

@@ -22,7 +22,18 @@ UPRIGHT = '''def compute_reward(pole_angle, cart_position):
     centre = -0.1 * abs(cart_position)
     return upright + centre, {"upright": upright, "centre": centre}
 '''
-RESCALED = UPRIGHT.replace("return upright + centre,", "return 2.0 * (upright + centre) + 1.0,")
+SCALED = UPRIGHT.replace("return upright + centre,", "return 2.0 * (upright + centre),")
+SHIFTED = UPRIGHT.replace("return upright + centre,", "return upright + centre + 1.0,")
+REACH = '''def compute_reward(fingertip_position, target_position, action):
+    distance = -np.sqrt(np.sum((fingertip_position - target_position) ** 2))
+    effort = -0.1 * np.sum(action * action)
+    return distance + effort, {"distance": distance, "effort": effort}
+'''
+REACH_RESCALED = REACH.replace("return distance + effort,", "return 2.0 * (distance + effort) + 1.0,")
+REACH_OTHER = '''def compute_reward(fingertip_position, target_position):
+    dx = -abs(fingertip_position[0] - target_position[0])
+    return dx, {"dx": dx}
+'''
 VELOCITY = '''def compute_reward(pole_angular_velocity, cart_velocity):
     calm = -abs(pole_angular_velocity) - 0.5 * cart_velocity * cart_velocity
     return calm, {"calm": calm}
@@ -81,13 +92,28 @@ def test_constant_and_nonfinite_rewards_are_rejected(store: EpisodeSet) -> None:
     assert good.decision == "pass" and good.reasons == [] and good.n_steps == store.n_steps
 
 
-def test_a_rescaled_copy_is_a_duplicate_and_another_program_is_not(store: EpisodeSet) -> None:
-    _, total = judge("r00/c00", _prog(UPRIGHT), store)
-    copy, _ = judge("r01/c02", _prog(RESCALED), store, [("r00/c00", total)])
+def test_a_rescaled_copy_is_a_duplicate_and_another_program_is_not() -> None:
+    task = get_task("reacher")  # fixed-length episodes: an offset changes no policy's ranking
+    store = random_rollouts(task, episodes=8, max_steps=200, seed=0)
+    assert store.n_steps == 8 * 50 and not store.transitions.terminated.any()
+    prog = lambda src: load_program(src, task, run_probe=False)  # noqa: E731
+    _, total = judge("r00/c00", prog(REACH), store)
+    copy, _ = judge("r01/c02", prog(REACH_RESCALED), store, [("r00/c00", total)])
     assert copy.decision == "reject" and copy.duplicate_of == "r00/c00"
-    assert copy.reasons[0].startswith("near-duplicate of r00/c00 (rho=1.0000, ") and "not trained" in copy.reasons[0]
-    other, _ = judge("r01/c03", _prog(VELOCITY), store, [("r00/c00", total)])
+    assert copy.reasons[0] == "near-duplicate of r00/c00 (rho=1.0000, 400 steps): not trained"
+    other, _ = judge("r01/c03", prog(REACH_OTHER), store, [("r00/c00", total)])
     assert other.duplicate_of is None and other.decision != "reject"
+
+
+def test_where_episodes_terminate_only_a_positive_multiple_is_a_duplicate(store: EpisodeSet) -> None:
+    assert store.transitions.terminated.any()
+    _, total = judge("r00/c00", _prog(UPRIGHT), store)
+    assert judge("r00/c01", _prog(SCALED), store, [("r00/c00", total)])[0].duplicate_of == "r00/c00"
+    # same per-step ranks, but +1 a step pays for staying up longer: not the same reward here
+    shifted, _ = judge("r00/c02", _prog(SHIFTED), store, [("r00/c00", total)])
+    assert shifted.duplicate_of is None and shifted.decision != "reject"
+    other, _ = judge("r00/c03", _prog(VELOCITY), store, [("r00/c00", total)])
+    assert other.duplicate_of is None
 
 
 def test_a_reward_ranking_episodes_against_the_fitness_is_flagged(store: EpisodeSet) -> None:
@@ -97,7 +123,7 @@ def test_a_reward_ranking_episodes_against_the_fitness_is_flagged(store: Episode
     against, _ = judge("r00/c01", _prog(AGAINST), store, [("r00/c00", up_total)])
     assert against.decision == "flag" and against.score is not None and against.score < -0.5
     assert "against their true fitness" in against.reasons[0]
-    # per step it ranks states like UPRIGHT (both fall with |angle|), but not the episodes: no duplicate
+    # per step it ranks states like UPRIGHT (both fall with |angle|), but it is no multiple of it
     assert against.duplicate_of is None
     dominated, _ = judge("r00/c02", _prog(DOMINATED), store)
     assert dominated.decision == "flag" and "'upright' is" in dominated.reasons[0]
@@ -118,7 +144,7 @@ def test_screen_round_modes(tmp_path: Path) -> None:
     assert run.events() == []
     for mode in ("flag", "reject"):
         run = RunDir(tmp_path / mode)
-        cands = [_accepted(0, 0, UPRIGHT), _accepted(0, 1, RESCALED), _accepted(0, 2, CONSTANT)]
+        cands = [_accepted(0, 0, UPRIGHT), _accepted(0, 1, SCALED), _accepted(0, 2, CONSTANT)]
         earlier = Candidate(round=0, index=9, source=VELOCITY, status="rejected", stage="validate")
         lines: list[str] = []
         verdicts = screen_round(TASK, run, cands, [earlier], mode=mode, log=lines.append)
@@ -158,7 +184,7 @@ def test_loop_rejects_a_duplicate_and_tells_the_coder(tmp_path: Path) -> None:
     from rewardsmith.loop import SynthesisConfig, synthesize
 
     out = tmp_path / "run"
-    coder = _ByRound([[UPRIGHT, RESCALED], [VELOCITY, UPRIGHT]])
+    coder = _ByRound([[UPRIGHT, SCALED], [VELOCITY, UPRIGHT]])
     synthesize(SynthesisConfig(**TINY, iterations=2, samples=2), out=out, coder=coder, log=lambda _: None)
     r0 = json.loads((out / "rounds" / "r00" / "candidates.json").read_text())
     assert r0[0]["screen"]["decision"] in ("pass", "flag") and r0[1]["status"] == "rejected"
@@ -210,3 +236,18 @@ def test_train_saves_the_evaluation_episodes(tmp_path: Path, monkeypatch: pytest
         again = train(TASK, _prog(UPRIGHT), steps=256, n_envs=2, eval_episodes=3, out=tmp_path / "b",
                       tensorboard=False)
     assert again.fitness_mean == result.fitness_mean and not (tmp_path / "b" / EPISODES_FILE).exists()
+
+
+def test_round_table_shows_the_verdict() -> None:
+    from rich.console import Console
+
+    from rewardsmith.ui import round_table, screen_cell
+
+    dup = Candidate(round=1, index=2, status="rejected", stage="screen", error="pre-screen: near-duplicate",
+                    screen={"decision": "reject", "score": 0.5, "duplicate_of": "r00/c01"})
+    plain = Candidate(round=1, index=3, status="accepted")
+    assert screen_cell(dup) == "reject +0.50 (dup of r00/c01)" and screen_cell(plain) == "-"
+    console = Console(width=200, record=True)
+    console.print(round_table(1, [dup, plain], None))
+    text = console.export_text()
+    assert "screen" in text and "reject +0.50 (dup of r00/c01)" in text

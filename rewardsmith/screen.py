@@ -51,6 +51,9 @@ MIN_EPISODES = 4
 #: the random-policy rollouts stored once per run: episodes, steps per episode at most
 RANDOM_EPISODES, RANDOM_MAX_STEPS = 8, 200
 RANDOM_FILE = "screen/random.npz"
+#: evaluation episodes screened per trained candidate at most (evenly spread over those saved), so
+#: the store, and each duplicate comparison, stays small in long runs
+EPISODES_PER_CANDIDATE = 4
 DECISIONS = ("pass", "flag", "reject")
 
 
@@ -181,7 +184,8 @@ def judge(name: str, program: Any, store: EpisodeSet, earlier: Sequence[tuple[st
 
 # -- the run's stored episodes ----------------------------------------------------------------
 def stored_episodes(task: TaskSpec, run_path: str | Path, history: Sequence[Candidate], seed: int = 0) -> EpisodeSet:
-    """The run's random rollouts (made and saved on first use) and every trained candidate's evaluation episodes."""
+    """The run's random rollouts (made and saved on first use) and every trained candidate's evaluation
+    episodes (at most :data:`EPISODES_PER_CANDIDATE` of each)."""
     from rewardsmith.train import EPISODES_FILE
 
     run_path = Path(run_path)
@@ -195,6 +199,8 @@ def stored_episodes(task: TaskSpec, run_path: str | Path, history: Sequence[Cand
             found = EpisodeSet.load(run_path / "rounds" / f"r{c.round:02d}" / f"c{c.index:02d}" / EPISODES_FILE,
                                     task.state_size)
             if found is not None:
+                if found.n_episodes > EPISODES_PER_CANDIDATE:
+                    found = found.take(np.linspace(0, found.n_episodes - 1, EPISODES_PER_CANDIDATE).round().astype(int))
                 found.origin = np.array([c.name] * found.n_episodes, dtype=str)
                 sets.append(found)
     store = EpisodeSet.concat(sets)

@@ -58,6 +58,17 @@ class EpisodeSet:
         """Each episode's sum of ``per_step`` values (e.g. a reward's per-step totals)."""
         return np.bincount(self.episode, weights=per_step, minlength=self.n_episodes)
 
+    def take(self, episodes: np.ndarray | list[int]) -> EpisodeSet:
+        """A set of only the given episodes (renumbered in the order given)."""
+        keep = np.asarray(episodes, dtype=np.int64)
+        parts = [np.flatnonzero(self.episode == e) for e in keep]
+        rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        t = self.transitions
+        sub = Transitions(t.prev_state[rows], None if t.action is None else t.action[rows], t.state[rows],
+                          t.terminated[rows], t.truncated[rows])
+        return EpisodeSet(sub, np.repeat(np.arange(len(keep)), [len(r) for r in parts]), self.fitness[keep],
+                          self.origin[keep])
+
     @classmethod
     def concat(cls, sets: list[EpisodeSet]) -> EpisodeSet | None:
         """One set holding every episode of ``sets`` (None when there are none)."""

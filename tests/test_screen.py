@@ -79,6 +79,11 @@ def test_random_rollouts_are_whole_seeded_episodes(store: EpisodeSet, tmp_path: 
     assert loaded is not None and list(loaded.origin) == ["random"] * 8
     np.testing.assert_array_equal(loaded.transitions.prev_state, store.transitions.prev_state)
     assert EpisodeSet.load(tmp_path / "s.npz", TASK.state_size + 1) is None  # another layout
+    sub = store.take([2, 0])
+    np.testing.assert_array_equal(sub.fitness, store.fitness[[2, 0]])
+    np.testing.assert_array_equal(np.bincount(sub.episode), store.fitness[[2, 0]])
+    np.testing.assert_array_equal(sub.transitions.state[: int(store.fitness[2])],
+                                  store.transitions.state[store.episode == 2])
     (tmp_path / "cut.npz").write_bytes((tmp_path / "s.npz").read_bytes()[:100])
     assert EpisodeSet.load(tmp_path / "cut.npz") is None  # a file cut short counts as missing
 

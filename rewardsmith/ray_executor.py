@@ -12,7 +12,8 @@ messages, and finished results reused (``resumed``).
 * **A job** is a task (``num_cpus=cpus_per_job``, ``num_gpus=gpus_per_job``, ``max_retries=0``)
   that runs :func:`~rewardsmith.executor.run_job` with a heartbeat callback. The heartbeat sends
   the step count, at most twice a second, to a small progress actor the driver reads while it
-  waits (``ray.wait`` with a timeout); a task past its limit or stalled is cancelled
+  waits (``ray.wait`` with a timeout). A task's clock starts when it starts on a worker (one that
+  waits for free resources has none yet); a task past its limit or stalled is cancelled
   (``ray.cancel(force=True)``) and reported ``timeout``; a task whose worker or node died is
   ``crashed``; a training that raised is ``error`` with its one-line message.
 * **Files come back.** The worker may be on another node, so a task trains into a temporary
@@ -231,6 +232,7 @@ class RayExecutor:
         self.started_cluster = False  # this executor started the Ray instance (close() stops it)
         self._connected = False  # this executor called ray.init (close() disconnects)
         self._progress: Any = None
+        self._steps: dict[str, int] = {}  # the last step counts read from the progress actor
 
     # -- the cluster --
     def _connect(self) -> None:
@@ -238,7 +240,13 @@ class RayExecutor:
             return
         if not ray.is_initialized():
             if self.address:
-                ray.init(address=self.address, log_to_driver=False)
+                try:
+                    ray.init(address=self.address, log_to_driver=False)
+                except (ConnectionError, ValueError, RuntimeError) as exc:
+                    from rewardsmith.errors import RewardsmithError
+
+                    line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise RewardsmithError(f"cannot join the Ray cluster at {self.address}: {line}") from None
             else:
                 ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1,
                          include_dashboard=False, log_to_driver=False)
@@ -329,9 +337,10 @@ class RayExecutor:
 
     def _snapshot(self) -> dict[str, int]:
         try:
-            return ray.get(self._progress.snapshot.remote(), timeout=30)
-        except Exception:  # the actor's node died: go on without step counts this time
-            return {}
+            self._steps = ray.get(self._progress.snapshot.remote(), timeout=30)
+        except Exception:  # the actor is unreachable: go on with the last counts
+            pass
+        return self._steps
 
     def _elapsed(self, task: _Task, now: float) -> float:
         return now - (task.start if task.start is not None else task.submitted)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 
 import numpy as np
@@ -135,18 +136,36 @@ def test_parallel_and_serial_kernels_agree_exactly(task, src):
         assert 0 < counts[1] < len(states)
 
 
-def test_large_batches_go_parallel_and_small_ones_stay_serial(task, monkeypatch):
+def test_small_batches_stay_serial_and_large_ones_run_on_the_faster_kernel(task, monkeypatch):
     from rewardsmith.program import compiler
 
     program = check_program(FOUR, task, run_probe=False).program
-    calls = []
-    monkeypatch.setattr(compiler.CompiledProgram, "parallel_batch",
-                        lambda self: calls.append(1) or self.batch)
+    compiled = program.compiled
+    real, calls = compiled.batch, []
+
+    def kernel(mode, seconds):
+        def run(*args):
+            calls.append(mode)
+            time.sleep(seconds)
+            real(*args)
+        return run
+
+    monkeypatch.setattr(compiled, "batch", kernel("serial", 0.0))
+    monkeypatch.setattr(compiled, "_parallel", kernel("parallel", 0.05))  # the slower one here
     monkeypatch.setattr(compiler, "_threads", lambda: 2)
+    monkeypatch.setattr(compiled, "_speed", {False: None, True: None})
+    monkeypatch.setattr(compiled, "_large_calls", 0)
     program.batch(_states(task, 10))
-    assert not calls
-    program.batch(_states(task, compiler.PARALLEL_MIN_ROWS))
-    assert calls
+    assert calls == ["serial"]
+    big = _states(task, compiler.PARALLEL_MIN_ROWS)
+    calls.clear()
+    for _ in range(2 * compiler._EXPLORE_EVERY):
+        program.batch(big)
+    assert calls[:2] == ["serial", "parallel"]  # each measured once, then the faster one ...
+    assert calls.count("parallel") == 3  # ... but for a re-measurement every _EXPLORE_EVERY calls
+    calls.clear()
+    program.batch(big, parallel=True)
+    assert calls == ["parallel"]
 
 
 def test_kernel_rejects_wrong_shapes_instead_of_writing_past_them(task):

@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import threading
+import time
 import types as pytypes
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ from rewardsmith.tasks import TaskSpec
 COMPILER_VERSION = "3"  # bump whenever the generated code changes: it is part of the cache key
 NJIT_OPTIONS = {"cache": True, "boundscheck": True, "error_model": "numpy", "nogil": True}
 KERNEL_OPTIONS = dict(NJIT_OPTIONS, boundscheck=False)  # shapes checked once per call instead
-PARALLEL_MIN_ROWS = 100_000  # batches this large (and a numba with threads) use the parallel kernel
+PARALLEL_MIN_ROWS = 100_000  # batches this large (and a numba with threads) may use the parallel kernel
+_EXPLORE_EVERY = 8  # a large batch in this many runs on the kernel that was slower, to re-measure it
 _MEMO: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
@@ -295,6 +297,8 @@ class CompiledProgram:
         self.components, self.params, self.copies_rows = components, params, copies_rows
         self._parallel_source: tuple[Any, bool, bool] | None = None
         self._parallel: Any = None
+        self._speed: dict[bool, float | None] = {False: None, True: None}  # rows/s, last large batch
+        self._large_calls = 0
 
     def parallel_batch(self) -> Any:
         """The parallel kernel (same arguments and results as :attr:`batch`), compiled on first use
@@ -310,11 +314,30 @@ class CompiledProgram:
 
     def run(self, states: np.ndarray, total: np.ndarray, comps: np.ndarray, counters: np.ndarray,
             parallel: bool | None = None) -> None:
-        """:attr:`batch` or, for ``parallel=True`` (default: at least :data:`PARALLEL_MIN_ROWS`
-        rows and more than one numba thread), the parallel kernel; same results either way."""
-        if parallel is None:
-            parallel = states.shape[0] >= PARALLEL_MIN_ROWS and _threads() > 1
-        (self.parallel_batch() if parallel else self.batch)(states, total, comps, counters)
+        """:attr:`batch` or, with ``parallel=True``, the parallel kernel: the same results either way.
+
+        By default (``None``) a batch of fewer than :data:`PARALLEL_MIN_ROWS` rows, or a numba with
+        one thread, runs serially; a larger one runs on whichever kernel was faster per row on
+        this program's recent large batches, trying the other every :data:`_EXPLORE_EVERY` calls.
+        On a machine whose cores are shared, the parallel kernel can be several times *slower*
+        (a thread that waits for a core holds up the whole call), so this is measured, not assumed.
+        """
+        n = states.shape[0]
+        if parallel is not None or n < PARALLEL_MIN_ROWS or _threads() < 2:
+            (self.parallel_batch() if parallel else self.batch)(states, total, comps, counters)
+            return
+        kernels = {False: self.batch, True: self.parallel_batch()}  # compiled before any timing
+        self._large_calls += 1
+        known = {mode: speed for mode, speed in self._speed.items() if speed is not None}
+        if len(known) < 2:
+            mode = False in known  # serial first, then parallel
+        else:
+            mode = max(known, key=known.__getitem__)
+            if self._large_calls % _EXPLORE_EVERY == 0:
+                mode = not mode
+        t = time.perf_counter()
+        kernels[mode](states, total, comps, counters)
+        self._speed[mode] = n / max(time.perf_counter() - t, 1e-9)
 
 
 def _threads() -> int:

@@ -8,11 +8,13 @@ candidates trained so far, whose true fitness is known) and judged:
 * **reject** a reward whose per-step total is constant on the stored states, or non-finite on any;
 * **reject** a near-duplicate of a candidate already evaluated (an earlier round, or an earlier
   index of this round): Spearman rank correlation of the per-step totals on the same stored
-  states >= :data:`DUPLICATE_RHO` (one of the two need not be trained). Where the stored episodes
-  end for real (a pole falls, a hopper falls over), an offset is no detail: ``r + 1`` pays for
-  surviving, ``r - 1`` for falling early, and a larger alive bonus trades speed for safety; there
-  the totals must also be a positive multiple of each other (:func:`scale_fit` >= :data:`DUPLICATE_R2`;
-  a positive scale is what reward normalisation undoes). Without terminations ``2*r + 1`` is a duplicate of ``r``;
+  states >= :data:`DUPLICATE_RHO` (one of the two need not be trained), and the totals a positive
+  multiple of each other (:func:`scale_fit` >= :data:`DUPLICATE_R2`: a positive scale is what
+  reward normalisation undoes; equal ranks alone admit a reweighted small component or ``exp(r)``),
+  plus a constant only where no stored episode ends for real. Where one does (a pole falls, a
+  hopper falls over), an offset is no detail: ``r + 1`` pays for surviving, ``r - 1`` for falling
+  early, and a larger alive bonus trades speed for safety. Without terminations ``2*r + 1`` is a
+  duplicate of ``r``;
 * **flag** a reward one of whose components is :data:`DOMINANCE_RATIO` times larger (mean |value|)
   than the next, so the others barely count;
 * **flag** a reward whose episode returns rank the stored episodes against their true fitness
@@ -44,7 +46,7 @@ CONSTANT_RTOL = 1e-9
 DOMINANCE_RATIO = 1e3
 #: Spearman rho of per-step totals at or above which two rewards are near-duplicates
 DUPLICATE_RHO = 0.995
-#: where stored episodes terminate, a duplicate must also be this close to a positive multiple (see :func:`scale_fit`)
+#: a duplicate must also be this close to a positive multiple of the other (see :func:`scale_fit`)
 DUPLICATE_R2 = 0.99
 #: episodes of distinct fitness the trajectory-preference score needs
 MIN_EPISODES = 4
@@ -106,9 +108,12 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return rho if math.isfinite(rho) else None
 
 
-def scale_fit(a: np.ndarray, b: np.ndarray) -> float:
-    """How well ``a`` is a positive multiple of ``b``: the R² of ``a ~ k*b`` (no intercept, k > 0)
-    against ``a``'s variation about its mean (1: exactly; <= 0: no better than a constant; -inf: k <= 0)."""
+def scale_fit(a: np.ndarray, b: np.ndarray, offset: bool = False) -> float:
+    """How well ``a`` is a positive multiple of ``b`` (plus a constant, with ``offset``): the R² of
+    ``a ~ k*b (+ c)``, k > 0, against ``a``'s variation about its mean (1: exactly; <= 0: no better
+    than a constant; -inf: k <= 0)."""
+    if offset:
+        a, b = a - a.mean(), b - b.mean()
     bb = float(b @ b)
     k = float(a @ b) / bb if bb > 0 else 0.0
     if k <= 0:
@@ -152,14 +157,15 @@ def judge(name: str, program: Any, store: EpisodeSet, earlier: Sequence[tuple[st
                        "it cannot tell any behaviour from another")
     if not rejects:
         best: tuple[float, str] | None = None
-        # where episodes end for real, an offset changes what surviving is worth (1 + r is not r):
-        # there a duplicate must be a positive multiple of the other, offsets included
-        terminates = bool(store.transitions.terminated.any())
+        # the same ranks are not enough: a duplicate is a positive multiple of the other (what reward
+        # normalisation undoes), plus a constant only where no episode ends for real (there an offset
+        # changes what surviving is worth: 1 + r is not r)
+        offset = not bool(store.transitions.terminated.any())
         for other, other_total in earlier:
             rho = _spearman(total, other_total)
             if rho is None or rho < DUPLICATE_RHO or (best is not None and rho <= best[0]):
                 continue
-            if not terminates or scale_fit(total, other_total) >= DUPLICATE_R2:
+            if scale_fit(total, other_total, offset=offset) >= DUPLICATE_R2:
                 best = (rho, other)
         if best is not None:
             v.duplicate_of = best[1]

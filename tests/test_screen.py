@@ -30,6 +30,11 @@ REACH = '''def compute_reward(fingertip_position, target_position, action):
     return distance + effort, {"distance": distance, "effort": effort}
 '''
 REACH_RESCALED = REACH.replace("return distance + effort,", "return 2.0 * (distance + effort) + 1.0,")
+NEAR = '''def compute_reward(fingertip_position, target_position):
+    distance = np.sqrt(np.sum((fingertip_position - target_position) ** 2))
+    return -distance, {"distance": -distance}
+'''
+NEAR_CUBED = NEAR.replace("return -distance,", "return -distance * distance * distance,")
 REACH_OTHER = '''def compute_reward(fingertip_position, target_position):
     dx = -abs(fingertip_position[0] - target_position[0])
     return dx, {"dx": dx}
@@ -108,6 +113,10 @@ def test_a_rescaled_copy_is_a_duplicate_and_another_program_is_not() -> None:
     assert copy.reasons[0] == "near-duplicate of r00/c00 (rho=1.0000, 400 steps): not trained"
     other, _ = judge("r01/c03", prog(REACH_OTHER), store, [("r00/c00", total)])
     assert other.duplicate_of is None and other.decision != "reject"
+    # the same ranks but no multiple: -d**3 barely cares about the last centimetres, -d does
+    _, near = judge("r00/c01", prog(NEAR), store)
+    cubed, _ = judge("r01/c04", prog(NEAR_CUBED), store, [("r00/c01", near)])
+    assert cubed.duplicate_of is None
 
 
 def test_where_episodes_terminate_only_a_positive_multiple_is_a_duplicate(store: EpisodeSet) -> None:

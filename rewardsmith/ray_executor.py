@@ -144,6 +144,7 @@ def _clean_stale(root: Path) -> None:
 
 def _train_task(job: TrainJob, key: str, progress: Any, shipped: dict[str, bytes]) -> tuple:  # pragma: no cover
     """The Ray task: train ``job`` into a temporary folder; ``("ok", result, files)`` or ``("error", line, tb)``."""
+    progress.report.remote(key, 0)  # started: the driver's clock for this job starts now
     from stable_baselines3.common.callbacks import BaseCallback
 
     from rewardsmith.errors import RewardsmithError
@@ -161,7 +162,6 @@ def _train_task(job: TrainJob, key: str, progress: Any, shipped: dict[str, bytes
                 progress.report.remote(key, self.num_timesteps)
             return True
 
-    progress.report.remote(key, 0)  # started: the driver's clock for this job starts now
     root = Path(tempfile.gettempdir()) / _WORK_ROOT
     root.mkdir(exist_ok=True)
     _clean_stale(root)

@@ -47,7 +47,8 @@ def _assert_cpus_freed() -> None:
 def test_synthesize_through_ray_lands_files_in_the_run_directory(cluster: RayExecutor, tmp_path: Path) -> None:
     out = tmp_path / "run"
     summary = synthesize(SynthesisConfig(task="inverted-pendulum", executor="ray", steps=512, workers=2, n_envs=2,
-                                         eval_episodes=2, iterations=1, samples=2, final_seeds=1, baselines=False),
+                                         eval_episodes=2, iterations=1, samples=2, final_seeds=1, baselines=False,
+                                         screen="off"),
                          out=out, log=lambda _: None)
     assert ray.is_initialized(), "the loop's executor joined the open session and left it open"
     results = json.loads((out / "rounds" / "r00" / "results.json").read_text())
@@ -116,6 +117,32 @@ def test_an_interrupted_run_cancels_its_tasks(cluster: RayExecutor, tmp_path: Pa
     with RayExecutor() as executor, pytest.raises(KeyboardInterrupt):
         executor.run(jobs, on_done=stop)
     _assert_cpus_freed()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_killed_from_outside_is_crashed(cluster: RayExecutor, tmp_path: Path) -> None:
+    """As when the OOM killer takes a Ray worker: that job is 'crashed', not retried."""
+    import signal
+    import threading
+
+    result: list = []
+    job = _job(tmp_path, "hangs", HANGS_LATE, time_limit_s=120)
+    thread = threading.Thread(target=lambda: result.extend(RayExecutor().run([job])))
+    thread.start()
+    pid, deadline = None, time.monotonic() + 60
+    while pid is None and time.monotonic() < deadline:  # Ray titles a busy worker ray::<task name>
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and b"ray::rewardsmith:hangs" in (proc / "cmdline").read_bytes():
+                    pid = int(proc.name)
+            except OSError:
+                continue
+        time.sleep(0.5)
+    assert pid is not None, "no Ray worker runs the job"
+    time.sleep(3)
+    os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=60)
+    assert result and result[0].status == "crashed" and "worker died" in result[0].error, result
 
 
 def test_make_executor_builds_it_or_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

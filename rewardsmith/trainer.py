@@ -273,7 +273,7 @@ class Trainer:
     def load(cls, directory: str | Path, reward: Any = None, *, device: str = "auto",
              tensorboard_dir: str | Path | None = None, callbacks: list | None = None,
              wrappers: list[Callable[[Any], Any]] | None = None, algo_kwargs: dict[str, Any] | None = None,
-             n_envs: int | None = None, keep_replay: bool = False) -> Trainer:
+             n_envs: int | None = None, keep_replay: bool = False, task: TaskSpec | None = None) -> Trainer:
         """Continue the training saved in ``directory`` by :meth:`save`.
 
         Args:
@@ -284,12 +284,17 @@ class Trainer:
             algo_kwargs: overrides of saved model attributes (e.g. a new learning rate).
             n_envs: a different number of envs (default: as saved).
             keep_replay: as for the constructor (SAC: the loaded buffer's reward states carry on).
+            task: the task spec, when the checkpoint's task is not in this process's registry (a
+                custom task travelling to a worker inside its job); it must have the saved name.
         """
         directory = Path(directory)
         meta = Checkpoint.read(directory)
         if not (directory / "model.zip").is_file():
             raise TrainingError(f"no model.zip in {directory}")
-        spec = get_task(f"{meta.task}@{meta.task_version}" if getattr(meta, "task_version", None) else meta.task)
+        if task is not None and task.name == meta.task:
+            spec = task
+        else:
+            spec = get_task(f"{meta.task}@{meta.task_version}" if getattr(meta, "task_version", None) else meta.task)
         if int(getattr(spec, "version", 1)) != meta.task_version:
             warnings.warn(f"checkpoint was trained on {meta.task} version {meta.task_version}, "
                           f"continuing on version {getattr(spec, 'version', 1)}", stacklevel=2)
@@ -326,7 +331,7 @@ class Trainer:
             return None
         if not _same_reward(directory, meta, reward):
             return None
-        return cls.load(directory, reward, **kw)
+        return cls.load(directory, reward, task=task, **kw)
 
     @classmethod
     def warm_start(cls, directory: str | Path, task: TaskSpec, reward: Any, **kw: Any) -> Trainer:

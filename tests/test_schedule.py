@@ -171,3 +171,15 @@ def test_device_auto_takes_cuda_only_where_it_pays(monkeypatch: pytest.MonkeyPat
     assert resolve_device("auto", "ppo", 4096) == "cuda"
     assert resolve_device("auto") == "cuda"
     assert os.environ.get("MUJOCO_GL") == "egl"
+
+
+def test_continuation_of_a_task_the_worker_has_not_registered(tmp_path: Path) -> None:
+    import dataclasses
+
+    from rewardsmith.tasks import get_task
+
+    custom = dataclasses.replace(get_task("inverted-pendulum"), name="my-own-balance")  # in no registry
+    out = tmp_path / "t"
+    train(custom, "builtin", steps=512, n_envs=2, eval_episodes=1, out=out)
+    more = train(custom, "builtin", steps=1024, n_envs=2, eval_episodes=1, out=out, continue_from=out)
+    assert more.continued_from == 512 and more.task == "my-own-balance"

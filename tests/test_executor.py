@@ -49,7 +49,7 @@ def _job(tmp_path: Path, name: str, reward: str, **kw) -> TrainJob:
 def test_point_goal_loop_with_two_workers(tmp_path: Path) -> None:
     """rewardsmith's own env exists in spawned workers (it failed with 'Namespace rewardsmith not found')."""
     summary = synthesize(SynthesisConfig(task="point-goal", iterations=1, samples=2, steps=512, workers=2,
-                                         n_envs=2, eval_episodes=2, final_seeds=2, baselines=False),
+                                         n_envs=2, eval_episodes=2, final_seeds=2, baselines=False, screen="flag"),
                          out=tmp_path / "run", log=lambda _: None)
     results = json.loads((tmp_path / "run" / "rounds" / "r00" / "results.json").read_text())
     assert [c["status"] for c in results] == ["trained", "trained"], [c["error"] for c in results]

@@ -44,7 +44,7 @@ from rewardsmith.program.rewrite import rewrite
 from rewardsmith.program.validate import SAFE_BUILTINS, ValidatedProgram
 from rewardsmith.tasks import TaskSpec
 
-COMPILER_VERSION = "3"  # bump whenever the generated code changes: it is part of the cache key
+COMPILER_VERSION = "4"  # bump whenever the generated code changes: it is part of the cache key
 NJIT_OPTIONS = {"cache": True, "boundscheck": True, "error_model": "numpy", "nogil": True}
 KERNEL_OPTIONS = dict(NJIT_OPTIONS, boundscheck=False)  # shapes checked once per call instead
 PARALLEL_MIN_ROWS = 100_000  # batches this large (and a numba with threads) may use the parallel kernel
@@ -240,7 +240,6 @@ def compile_validated(program: ValidatedProgram, task: TaskSpec, load_only: bool
     n_lines = program.source.count("\n") + 2
     exec(compile(kernel_source(program.entry, args, len(components), task.state_size, copy_rows, n_lines + 1),
                  path, "exec"), ns)
-    ns["_rs_rows"] = _jit(ns["_rs_rows"], cacheable, load_only, KERNEL_OPTIONS)
     batch = _jit(ns["_rs_batch"], cacheable, load_only, KERNEL_OPTIONS)
     sig = tuple(numba.float64 if shapes[p] == () else _array_1d() for p in program.params)
     try:
@@ -256,7 +255,7 @@ def compile_validated(program: ValidatedProgram, task: TaskSpec, load_only: bool
         raise RewardProgramError("compile", message, line) from None
     compiled = CompiledProgram(key=key, path=path, entry=ns[program.entry], batch=batch,
                                components=components, params=list(program.params), copies_rows=copy_rows)
-    compiled._parallel_source = (ns["_rs_pbatch"], cacheable, load_only)
+    compiled._parallel_source = (ns, cacheable, load_only)
     with _LOCK:
         _MEMO[key] = compiled
     return compiled
@@ -295,7 +294,7 @@ class CompiledProgram:
                  params: list[str], copies_rows: bool = True) -> None:
         self.key, self.path, self.entry, self.batch = key, path, entry, batch
         self.components, self.params, self.copies_rows = components, params, copies_rows
-        self._parallel_source: tuple[Any, bool, bool] | None = None
+        self._parallel_source: tuple[dict[str, Any], bool, bool] | None = None  # module dict, ...
         self._parallel: Any = None
         self._speed: dict[bool, float | None] = {False: None, True: None}  # rows/s, last large batch
         self._large_calls = 0
@@ -306,8 +305,9 @@ class CompiledProgram:
         if self._parallel is None:
             with _LOCK:
                 if self._parallel is None and self._parallel_source is not None:
-                    fn, cacheable, load_only = self._parallel_source
-                    kernel = _jit(fn, cacheable, load_only, dict(KERNEL_OPTIONS, parallel=True))
+                    ns, cacheable, load_only = self._parallel_source
+                    ns["_rs_rows"] = _jit(ns["_rs_rows"], cacheable, load_only, KERNEL_OPTIONS)
+                    kernel = _jit(ns["_rs_pbatch"], cacheable, load_only, dict(KERNEL_OPTIONS, parallel=True))
                     kernel.compile(_batch_signature())
                     self._parallel = kernel
         return self._parallel or self.batch

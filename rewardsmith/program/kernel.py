@@ -3,13 +3,16 @@
 Three functions are generated in the program's module (:mod:`rewardsmith.program.compiler`
 compiles them):
 
-- ``_rs_rows(S, total, comps, lo, hi)``: rows ``lo:hi``, serial, returning
-  ``(non-finite totals, rows that raised)``. A row that raises gets NaN, then the guard: a
+- ``_rs_batch(S, total, comps, counters)``: every row, serially; adds the counts of non-finite
+  totals and of rows that raised to ``counters``. A row that raises gets NaN, then the guard: a
   non-finite total becomes 0 and is counted, a non-finite component becomes 0.
-- ``_rs_batch(S, total, comps, counters)``: every row, serially; adds the counts to ``counters``.
-- ``_rs_pbatch(S, total, comps, counters)``: the same with ``numba.prange`` over blocks of
+- ``_rs_rows(S, total, comps, lo, hi)``: the same loop body over rows ``lo:hi``, returning the
+  two counts.
+- ``_rs_pbatch(S, total, comps, counters)``: ``_rs_rows`` under ``numba.prange`` over blocks of
   :data:`BLOCK` rows; each block's counts go to its own slot and are summed at the end (no
-  shared counter). Both give the same numbers, row for row.
+  shared counter). Both kernels give the same numbers, row for row (one loop body, written once).
+
+Only ``_rs_batch`` is compiled up front (one function: checking a program pays for no more).
 
 The rows of a program that may write into its inputs (see :mod:`rewardsmith.program.effects`)
 are copied into a per-block scratch row first, so the caller's states are never written; the
@@ -47,14 +50,12 @@ def kernel_source(entry: str, args: list[str], n_components: int, size: int, cop
     guard = "".join(
         f"        v = c[{j}]\n        comps[i, {j}] = v if np.isfinite(v) else 0.0\n" for j in range(n_components))
     nan = "(" + "np.nan, " * n_components + ")" if n_components else "()"
-    row = "        R[:] = S[i]\n" if copy_rows else "        R = S[i]\n"
-    return "\n" * (first_line - 1) + (
-        "def _rs_rows(S, total, comps, lo, hi):\n"
+    rows = (
         "    nbad = 0\n"
         "    nerr = 0\n"
         f"{'    R = np.empty(S.shape[1])' if copy_rows else ''}\n"
         "    for i in range(lo, hi):\n"
-        f"{row}"
+        f"{'        R[:] = S[i]' if copy_rows else '        R = S[i]'}\n"
         "        try:\n"
         f"            t, c = {entry}({', '.join(args)})\n"
         "        except Exception:\n"
@@ -65,13 +66,18 @@ def kernel_source(entry: str, args: list[str], n_components: int, size: int, cop
         "            nbad += 1\n"
         "        total[i] = t\n"
         f"{guard}"
-        "    return nbad, nerr\n"
-        "\n\n"
+    )
+    return "\n" * (first_line - 1) + (
         "def _rs_batch(S, total, comps, counters):\n"
         f"{_shape_check(size, n_components)}"
-        "    nbad, nerr = _rs_rows(S, total, comps, 0, n)\n"
+        "    lo, hi = 0, n\n"
+        f"{rows}"
         "    counters[0] += nbad\n"
         "    counters[1] += nerr\n"
+        "\n\n"
+        "def _rs_rows(S, total, comps, lo, hi):\n"
+        f"{rows}"
+        "    return nbad, nerr\n"
         "\n\n"
         "def _rs_pbatch(S, total, comps, counters):\n"
         f"{_shape_check(size, n_components)}"

@@ -54,6 +54,7 @@ def arm_config(arm: str, task: str, steps: int, seed: int, args: argparse.Namesp
     return SynthesisConfig(task=task, coder="offline", iterations=args.iterations, samples=args.samples,
                            steps=steps, seed=seed, final_seeds=args.final_seeds, baselines=False,
                            stop_when_solved=False, n_envs=args.n_envs, workers=args.workers,
+                           executor=args.executor, address=args.address,
                            schedule="halving" if arm.startswith("halving") else "full", warm_start=arm == "warm",
                            final_candidates=1 if arm == "halving1" else None)
 
@@ -149,6 +150,8 @@ def main() -> None:
     parser.add_argument("--final-seeds", type=int, default=3)
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--executor", default="local", help="local or ray (the loop's executors)")
+    parser.add_argument("--address", default=None, help="Ray cluster to join (with --executor ray)")
     parser.add_argument("--report", action="store_true", help="only print the tables of the finished runs")
     args = parser.parse_args()
     tasks = [(t.split(":")[0], int(t.split(":")[1])) for t in args.tasks]

@@ -56,6 +56,9 @@ RANDOM_FILE = "screen/random.npz"
 #: evaluation episodes screened per trained candidate at most (evenly spread over those saved), so
 #: the store, and each duplicate comparison, stays small in long runs
 EPISODES_PER_CANDIDATE = 4
+#: seconds one program may take over the stored steps (they take milliseconds) before it is
+#: killed and rejected as endless on states that policies reach
+TIMEOUT_S = 30.0
 DECISIONS = ("pass", "flag", "reject")
 
 
@@ -140,14 +143,83 @@ def relabel_program(program: Any, store: EpisodeSet) -> tuple[np.ndarray, np.nda
     return np.array(total), np.array(comps), source.nonfinite
 
 
+class ScreenTimeout(Exception):
+    """A program did not return on the stored states within the screen's wall limit."""
+
+
+def relabel_guarded(program: Any, store: EpisodeSet, timeout_s: float | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`relabel_program` in a forked child killed after ``timeout_s`` (default
+    :data:`TIMEOUT_S`): a reward that is endless only on the states trained policies reach must
+    not hang the loop in its own process (numba code cannot be interrupted). Raises
+    :class:`ScreenTimeout`; where ``os.fork`` is missing it runs in this process.
+    """
+    import io
+    import os
+    import select
+    import signal
+    import time
+
+    timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
+    if not hasattr(os, "fork"):
+        return relabel_program(program, store)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.close(read_fd)
+            from rewardsmith.program import compiler
+
+            compiler.PARALLEL_MIN_ROWS = 1 << 62  # serial kernel only: no thread pool after a fork
+            total, comps, nonfinite = relabel_program(program, store)
+            buf = io.BytesIO()
+            np.savez(buf, total=total, comps=comps, nonfinite=np.array(nonfinite))
+            data = memoryview(buf.getvalue())
+            while data:
+                data = data[os.write(write_fd, data):]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks, deadline, done = [], time.monotonic() + timeout_s, False
+    try:
+        while not done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([read_fd], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(read_fd, 1 << 20)
+                done = not chunk
+                chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    if not done:
+        raise ScreenTimeout(f"the reward did not return within {timeout_s:.0f} s on the {store.n_steps:,} stored "
+                            "steps: endless or very slow on states that policies reach")
+    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        raise RuntimeError(f"relabelling on the stored steps failed in its child process (status {status})")
+    with np.load(io.BytesIO(b"".join(chunks))) as data:
+        return data["total"], data["comps"], int(data["nonfinite"])
+
+
 def judge(name: str, program: Any, store: EpisodeSet, earlier: Sequence[tuple[str, np.ndarray]] = ()
-          ) -> tuple[ScreenVerdict, np.ndarray]:
+          ) -> tuple[ScreenVerdict, np.ndarray | None]:
     """The verdict on ``program`` over ``store``, against the per-step totals of ``earlier`` candidates.
 
-    Returns the verdict and the program's per-step totals (to compare later candidates with).
+    Returns the verdict and the program's per-step totals (to compare later candidates with; None
+    when it did not return within the wall limit, which rejects it).
     """
-    total, comps, nonfinite = relabel_program(program, store)
     v = ScreenVerdict(candidate=name, n_steps=store.n_steps, n_episodes=store.n_episodes)
+    try:
+        total, comps, nonfinite = relabel_guarded(program, store)
+    except ScreenTimeout as exc:
+        v.reasons, v.decision = [f"{exc}: not trained"], "reject"
+        return v, None
     rejects: list[str] = []
     flags: list[str] = []
     if nonfinite:
@@ -241,8 +313,8 @@ def screen_candidates(task: TaskSpec, cands: Sequence[Candidate], history: Seque
     for c in history:
         if _evaluated(c):
             try:
-                earlier.append((c.name, relabel_program(_program(c.source, task), store)[0]))  # type: ignore[arg-type]
-            except Exception:  # an old program that no longer compiles cannot be duplicated
+                earlier.append((c.name, relabel_guarded(_program(c.source, task), store)[0]))  # type: ignore[arg-type]
+            except Exception:  # an old program that no longer compiles (or returns) cannot be duplicated
                 continue
     verdicts = []
     for c in cands:
@@ -250,7 +322,7 @@ def screen_candidates(task: TaskSpec, cands: Sequence[Candidate], history: Seque
             continue
         verdict, total = judge(c.name, _program(c.source, task), store, earlier)
         verdicts.append(verdict)
-        if verdict.decision != "reject":
+        if verdict.decision != "reject" and total is not None:
             earlier.append((c.name, total))
     return verdicts
 
@@ -300,5 +372,5 @@ def verdict_of(c: Candidate) -> ScreenVerdict | None:
     return ScreenVerdict.from_dict(c.screen) if isinstance(c.screen, dict) else None
 
 
-__all__ = ["DECISIONS", "ScreenVerdict", "judge", "relabel_program", "scale_fit", "screen_candidates",
+__all__ = ["DECISIONS", "ScreenTimeout", "ScreenVerdict", "judge", "relabel_guarded", "relabel_program", "scale_fit", "screen_candidates",
            "screen_round", "stored_episodes", "verdict_of"]

@@ -36,8 +36,10 @@ def test_reward_that_hangs_only_in_training_is_reported_out_of_time(tmp_path: Pa
     register_task(TIMED, overwrite=True)
     out = tmp_path / "run"
     lines: list[str] = []
+    # the pre-screen would catch this reward on its stored states (next test): off, training must
     summary = synthesize(SynthesisConfig(task=TIMED.name, iterations=1, samples=2, steps=512, workers=2, n_envs=2,
-                                         eval_episodes=1, final_seeds=1, baselines=False, time_limit=25),
+                                         eval_episodes=1, final_seeds=1, baselines=False, time_limit=25,
+                                         screen="off"),
                          out=out, coder=ScriptedCoder([HANGS_LATE, FINE]), log=lines.append)
     results = json.loads((out / "rounds" / "r00" / "results.json").read_text())
     assert [c["status"] for c in results] == ["timeout", "trained"]
@@ -49,6 +51,26 @@ def test_reward_that_hangs_only_in_training_is_reported_out_of_time(tmp_path: Pa
     t0 = time.perf_counter()
     again = synthesize(resume=out, coder=ScriptedCoder([HANGS_LATE, FINE]), log=lambda _: None)
     assert time.perf_counter() - t0 < 20 and again["best"]["index"] == 1
+
+
+def test_the_pre_screen_kills_a_reward_endless_on_stored_states(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The screen runs programs on stored states in the loop's own process: an endless one must not hang it."""
+    from rewardsmith import screen
+
+    monkeypatch.setattr(screen, "TIMEOUT_S", 5.0)
+    register_task(TIMED, overwrite=True)
+    out = tmp_path / "run"
+    t0 = time.perf_counter()
+    summary = synthesize(SynthesisConfig(task=TIMED.name, iterations=1, samples=2, steps=512, workers=2, n_envs=2,
+                                         eval_episodes=1, final_seeds=1, baselines=False, time_limit=25),
+                         out=out, coder=ScriptedCoder([HANGS_LATE, FINE]), log=lambda _: None)
+    assert time.perf_counter() - t0 < 120
+    results = json.loads((out / "rounds" / "r00" / "results.json").read_text())
+    assert [c["status"] for c in results] == ["rejected", "trained"]
+    assert results[0]["stage"] == "screen" and "did not return within 5 s" in results[0]["error"]
+    assert summary["best"]["index"] == 1
+    assert not (out / "rounds" / "r00" / "c00" / "result.json").exists()  # never trained
 
 
 _RUN = """

@@ -265,3 +265,31 @@ def test_round_table_shows_the_verdict() -> None:
     console.print(round_table(1, [dup, plain], None))
     text = console.export_text()
     assert "screen" in text and "reject +0.50 (dup of r00/c01)" in text
+
+
+ENDLESS_WHEN_TILTED = '''def compute_reward(pole_angle):
+    acc = 0.0
+    if abs(pole_angle) > 0.05:
+        for i in range(10 ** 15):
+            acc = math.sin(acc + i)
+    return 1.0 + 0.0 * acc, {"alive": 1.0}
+'''
+
+
+def test_relabelling_runs_in_a_child_that_is_killed_past_its_limit(store: EpisodeSet,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from rewardsmith import screen
+    from rewardsmith.screen import ScreenTimeout, relabel_guarded, relabel_program
+
+    total, comps, nonfinite = relabel_guarded(_prog(UPRIGHT), store, timeout_s=30)
+    ref = relabel_program(_prog(UPRIGHT), store)
+    assert np.array_equal(total, ref[0]) and np.array_equal(comps, ref[1]) and nonfinite == ref[2] == 0
+    t0 = time.perf_counter()
+    with pytest.raises(ScreenTimeout, match="did not return within 2 s"):
+        relabel_guarded(_prog(ENDLESS_WHEN_TILTED), store, timeout_s=2)
+    assert time.perf_counter() - t0 < 10
+    monkeypatch.setattr(screen, "TIMEOUT_S", 2.0)
+    verdict, per_step = judge("r00/c00", _prog(ENDLESS_WHEN_TILTED), store)
+    assert verdict.decision == "reject" and per_step is None and "not trained" in verdict.reasons[0]

@@ -427,6 +427,17 @@ def _find_normalize(venv: Any) -> Any:
     return find_wrapper(venv, VecNormalize)
 
 
+def _batch_size(rollout: int, most: int = 256) -> int:
+    """PPO's minibatch: ``most`` or, when that does not divide the rollout (small budgets, halving's
+    short rungs), the largest divisor of the rollout between ``most // 8`` and ``most`` (else ``most``)."""
+    if rollout <= most:
+        return rollout
+    for size in range(most, most // 8 - 1, -1):
+        if rollout % size == 0:
+            return size
+    return most
+
+
 def _build_model(algo: str, task: TaskSpec, venv: Any, seed: int, device: str, n_envs: int,
                  tb_dir: str | None, algo_kwargs: dict[str, Any] | None, steps: int) -> Any:
     from stable_baselines3 import PPO, SAC
@@ -434,7 +445,7 @@ def _build_model(algo: str, task: TaskSpec, venv: Any, seed: int, device: str, n
     kwargs: dict[str, Any] = dict(task.algo_kwargs.get(algo, {}))
     if algo == "ppo":
         n_steps = max(min(2048, steps) // n_envs, 16)  # a rollout never exceeds the budget
-        kwargs = {"n_steps": n_steps, "batch_size": min(256, n_steps * n_envs), **kwargs}
+        kwargs = {"n_steps": n_steps, "batch_size": _batch_size(n_steps * n_envs), **kwargs}
     kwargs.update(algo_kwargs or {})
     cls = PPO if algo == "ppo" else SAC
     try:

@@ -183,3 +183,12 @@ def test_continuation_of_a_task_the_worker_has_not_registered(tmp_path: Path) ->
     train(custom, "builtin", steps=512, n_envs=2, eval_episodes=1, out=out)
     more = train(custom, "builtin", steps=1024, n_envs=2, eval_episodes=1, out=out, continue_from=out)
     assert more.continued_from == 512 and more.task == "my-own-balance"
+
+
+def test_ppo_minibatch_divides_the_rollout_of_short_rungs() -> None:
+    from rewardsmith.trainer import _batch_size
+
+    assert _batch_size(2048) == 256  # the usual rollout: unchanged
+    assert _batch_size(2000) == 250  # a 2,000-step rung with 8 envs: no truncated minibatch
+    assert _batch_size(100) == 100
+    assert 2000 % _batch_size(2000) == 0 and 3000 % _batch_size(3000) == 0

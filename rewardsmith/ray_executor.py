@@ -240,6 +240,7 @@ class RayExecutor:
             return
         if not ray.is_initialized():
             if self.address:
+                _check_reachable(self.address)
                 try:
                     ray.init(address=self.address, log_to_driver=False)
                 except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -410,6 +411,24 @@ class RayExecutor:
         with contextlib.suppress(Exception):
             ray.cancel(task.ref, force=True)
         return JobOutcome(task.job, "timeout", error=why, wall_s=elapsed, steps_done=count)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in one line when a ``host:port`` cluster address does not answer (Ray itself would retry
+    for minutes, logging every attempt); ``auto`` and addresses without a port are left to Ray."""
+    import socket
+
+    from rewardsmith.errors import RewardsmithError
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise RewardsmithError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): start it with "
+                               "`ray start --head`, fix --address / $RAY_ADDRESS, or drop --address to run a "
+                               "local Ray instance") from None
 
 
 __all__ = ["RayExecutor", "pack", "unpack"]

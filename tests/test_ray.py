@@ -169,3 +169,22 @@ def test_pack_and_unpack_round_trip(tmp_path: Path) -> None:
     placed = unpack(pack(src, top_only=True, skip=("result.json",)), tmp_path / "b")
     assert [p.name for p in placed] == ["model.zip"]
     assert [p.name for p in unpack(pack(src), tmp_path / "c", last="result.json")][-1] == "result.json"
+
+
+def test_a_dead_cluster_address_is_one_clear_error(tmp_path: Path) -> None:
+    import time
+
+    from rewardsmith.errors import RewardsmithError
+    from rewardsmith.executor import TrainJob, make_executor
+    from rewardsmith.tasks import get_task
+
+    job = TrainJob(name="j", task=get_task("inverted-pendulum"), reward="builtin", steps=256, seed=0,
+                   out=str(tmp_path / "j"))
+    executor = make_executor("ray", address="127.0.0.1:1")
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(RewardsmithError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1"):
+            executor.run([job])
+    finally:
+        executor.close()
+    assert time.perf_counter() - t0 < 30

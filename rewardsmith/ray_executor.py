@@ -238,9 +238,10 @@ class RayExecutor:
     def _connect(self) -> None:
         if self._progress is not None and ray.is_initialized():
             return
+        if self.address:  # the cluster asked for must answer, even when a Ray session is open already
+            _check_reachable(self.address)
         if not ray.is_initialized():
             if self.address:
-                _check_reachable(self.address)
                 try:
                     ray.init(address=self.address, log_to_driver=False)
                 except (ConnectionError, ValueError, RuntimeError) as exc:

@@ -163,6 +163,10 @@ def train(
     n_envs: Annotated[int, typer.Option("--n-envs", help="Parallel environments.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     time_limit: Annotated[float | None, typer.Option("--time-limit", help=help_for("time_limit"))] = None,
+    intrinsic: Annotated[str | None, typer.Option(help="Exploration bonus added to the reward "
+                                                       "(rewardsmith.intrinsic: rnd, icm, simhash, ...).")] = None,
+    intrinsic_coef: Annotated[float | None, typer.Option("--intrinsic-coef",
+                                                         help=help_for("intrinsic_coef"))] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -187,6 +191,11 @@ def train(
         _fail(TrainingError(f"--time-limit must be positive seconds, got {time_limit:g}"))
     spec = _guard(get_task, task)
     _guard(resolve_device, device)
+    if intrinsic is not None:
+        from rewardsmith.intrinsic import bonus_names
+
+        if intrinsic.lower() not in bonus_names():  # an unknown name fails here, not in the worker
+            _fail(TrainingError(f"unknown intrinsic bonus {intrinsic!r}: use {', '.join(bonus_names())}"))
     choice: Any = reward.read_text() if reward is not None else ("builtin" if builtin else "sparse")
     if builtin and not spec.has_builtin_reward:
         _fail(TrainingError(f"task {spec.name!r} has no built-in reward; pass a reward program or use --sparse"))
@@ -198,7 +207,8 @@ def train(
     job = TrainJob(name=f"train {spec.ref}", task=spec, reward=choice, steps=int(steps or spec.default_steps),
                    seed=seed, out=str(folder), algo=algo, n_envs=n_envs, time_limit_s=time_limit,
                    progress=not as_json and sys.stderr.isatty(), reuse=False, device=device,
-                   checked=reward is not None)  # load_program above ran the full check
+                   checked=reward is not None,  # load_program above ran the full check
+                   intrinsic=intrinsic, intrinsic_coef=intrinsic_coef)
     with LocalExecutor(workers=1) as executor:
         outcome = _guard(executor.run, [job])[0]
     if outcome.result is None:
@@ -244,6 +254,9 @@ def synthesize(
                                 ] = default_for("final_candidates"),
     warm_start: Annotated[bool, _setting("warm_start", "--warm-start/--cold-start")] = default_for("warm_start"),
     screen: Annotated[str, _setting("screen")] = default_for("screen"),
+    intrinsic: Annotated[str | None, _setting("intrinsic")] = default_for("intrinsic"),
+    intrinsic_coef: Annotated[float | None, _setting("intrinsic_coef", "--intrinsic-coef")
+                              ] = default_for("intrinsic_coef"),
     time_limit: Annotated[float | None, _setting("time_limit", "--time-limit")] = default_for("time_limit"),
     final_seeds: Annotated[int, _setting("final_seeds", "--final-seeds")] = default_for("final_seeds"),
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the human and sparse baselines.")] = False,
@@ -281,7 +294,8 @@ def synthesize(
             workers=workers, executor=executor, address=address, cpus_per_job=cpus_per_job,
             gpus_per_job=gpus_per_job, device=device, schedule=schedule, halving_eta=halving_eta,
             halving_min_fraction=halving_min_fraction, final_candidates=final_candidates, warm_start=warm_start,
-            screen=screen, time_limit=time_limit, final_seeds=final_seeds,
+            screen=screen, intrinsic=intrinsic, intrinsic_coef=intrinsic_coef, time_limit=time_limit,
+            final_seeds=final_seeds,
             baselines=not no_baselines, repair_rounds=repair_rounds, gif_frames=gif_frames,
             stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, eval_episodes=eval_episodes,
             feedback=feedback, model=model, base_url=base_url, temperature=temperature, max_tokens=max_tokens,

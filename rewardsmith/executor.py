@@ -71,6 +71,8 @@ class TrainJob:
             training to continue to ``steps`` (successive halving); a mismatch trains from scratch.
         init_from: a checkpoint folder of another training whose policy starts this one (warm start).
         keep_replay: SAC: save the replay buffer and its reward states (so warm starts can relabel it).
+        intrinsic, intrinsic_coef: an exploration bonus by name (:func:`rewardsmith.intrinsic.make_bonus`)
+            added during training, and its coefficient; None: none.
     """
 
     name: str
@@ -90,6 +92,8 @@ class TrainJob:
     continue_from: str | None = None
     init_from: str | None = None
     keep_replay: bool = False
+    intrinsic: str | None = None
+    intrinsic_coef: float | None = None
 
 
 @dataclass
@@ -219,7 +223,7 @@ def run_job(job: TrainJob, callbacks: list | None = None) -> dict[str, Any]:
     result = train(job.task, reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
                    device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
                    callbacks=callbacks, continue_from=job.continue_from, init_from=job.init_from,
-                   keep_replay=job.keep_replay)
+                   keep_replay=job.keep_replay, intrinsic=job.intrinsic, intrinsic_coef=job.intrinsic_coef)
     return result.to_dict()
 
 

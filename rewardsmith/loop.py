@@ -101,7 +101,14 @@ class Synthesizer:
     def _job(self, reward: Any, seed: int, out: str, name: str, checked: bool = False) -> TrainJob:
         return TrainJob(name=name, task=self.task, reward=reward, steps=self.steps, seed=seed, out=out,
                         algo=self.config.algo, n_envs=self.config.n_envs, eval_episodes=self.config.eval_episodes,
-                        time_limit_s=self.config.time_limit, checked=checked, device=self.config.device)
+                        time_limit_s=self.config.time_limit, checked=checked, device=self.config.device,
+                        **self._bonus(reward))
+
+    def _bonus(self, reward: Any) -> dict[str, Any]:
+        """The exploration bonus of a job (``--intrinsic``): candidates train with it, baselines without."""
+        if self.config.intrinsic is None or reward in ("builtin", "sparse"):
+            return {}
+        return {"intrinsic": self.config.intrinsic, "intrinsic_coef": self.config.intrinsic_coef}
 
     def _progress(self, label: str, total: int) -> ContextManager[Callable[[JobOutcome], None]]:
         return (self.hooks.progress or _no_progress)(label, total)

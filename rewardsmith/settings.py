@@ -62,6 +62,10 @@ class SynthesisConfig:
     screen: str = _opt("reject", "Pre-screen accepted programs on stored trajectories before training: off, flag "
                                  "(verdicts only) or reject (constant, non-finite and duplicate rewards are not "
                                  "trained).")
+    intrinsic: str | None = _opt(None, "Train every candidate with this exploration bonus added to its reward "
+                                        "(rewardsmith.intrinsic: rnd, icm, simhash, ...); the baselines train "
+                                        "without it. Default: none.")
+    intrinsic_coef: float | None = _opt(None, "Coefficient of the exploration bonus (default: the bonus's own).")
     time_limit: float | None = _opt(None, "Seconds one training may take before it is killed and reported as "
                                           "out of time (default: derived from the budget and the measured "
                                           "step rate).")
@@ -120,6 +124,13 @@ class SynthesisConfig:
             problems.append(f"unknown device {self.device!r}: use auto, cpu or cuda")
         if self.executor not in EXECUTORS:
             problems.append(f"unknown executor {self.executor!r}: use {', '.join(EXECUTORS)}")
+        if self.intrinsic is not None:
+            from rewardsmith.intrinsic import bonus_names
+
+            if self.intrinsic.lower() not in bonus_names():
+                problems.append(f"unknown intrinsic bonus {self.intrinsic!r}: use {', '.join(bonus_names())}")
+        if self.intrinsic_coef is not None and self.intrinsic_coef < 0:
+            problems.append(f"intrinsic_coef must be non-negative (got {self.intrinsic_coef})")
         coder = self.coder
         if coder == "auto":
             coder = "replay" if self.replay_dir else default_coder_kind()

@@ -179,7 +179,8 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
           progress: bool = False, eval_episodes: int | None = None, algo_kwargs: dict[str, Any] | None = None,
           tensorboard: bool = True, save: bool = True, callbacks: list | None = None,
           wrappers: list | None = None, continue_from: str | Path | None = None,
-          init_from: str | Path | None = None, keep_replay: bool = False) -> TrainResult:
+          init_from: str | Path | None = None, keep_replay: bool = False, intrinsic: Any = None,
+          intrinsic_coef: float | None = None) -> TrainResult:
     """Train an agent on ``task`` with ``reward`` and measure the task's true fitness.
 
     The one-call facade over :class:`~rewardsmith.trainer.Trainer`.
@@ -211,6 +212,8 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
             policy and observation statistics start this one (warm start); its reward's statistics
             are not kept, and for SAC its replay buffer is relabelled with ``reward`` when it was saved.
         keep_replay: SAC: save the replay buffer and its reward states with the model (for warm starts).
+        intrinsic, intrinsic_coef: an exploration bonus (a :func:`rewardsmith.intrinsic.make_bonus`
+            name such as ``"rnd"``, or a bonus) added to the reward during training, and its coefficient.
 
     On the CPU it sets ``torch.set_num_threads(1)``: small MLPs train fastest single-threaded, and
     parallel candidates then do not fight over cores. The result's ``nonfinite`` counts only this
@@ -228,13 +231,17 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
         trainer = Trainer.resume_compatible(continue_from, spec, reward, algo=algo, seed=seed, steps=steps,
                                             device=device, callbacks=callbacks, wrappers=wrappers,
                                             algo_kwargs=algo_kwargs, keep_replay=keep_replay)
+        if trainer is not None and (trainer.intrinsic is None) != (intrinsic is None):
+            trainer.close()  # trained with another bonus (or none): not an earlier part of this training
+            trainer = None
     if trainer is None and init_from is not None:
         trainer = Trainer.warm_start(init_from, spec, reward, algo=algo, seed=seed, n_envs=n_envs, device=device,
                                      budget=steps, algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers,
-                                     keep_replay=keep_replay)
+                                     keep_replay=keep_replay, intrinsic=intrinsic, intrinsic_coef=intrinsic_coef)
     if trainer is None:
         trainer = Trainer(spec, reward, algo=algo, seed=seed, n_envs=n_envs, device=device, budget=steps,
-                          algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers, keep_replay=keep_replay)
+                          algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers, keep_replay=keep_replay,
+                          intrinsic=intrinsic, intrinsic_coef=intrinsic_coef)
     t0 = time.perf_counter()  # training and evaluation (not loading the program)
     try:
         if save or tensorboard:

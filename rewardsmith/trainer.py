@@ -45,6 +45,7 @@ class Checkpoint:
         evals: the periodic evaluations so far.
         eval_every, eval_episodes: the periodic evaluation's settings (None: off).
         warm_from: the checkpoint whose policy started this training (warm start), or None.
+        intrinsic, intrinsic_coef: the exploration bonus trained with (its name) and its coefficient, or None.
     """
 
     task: str
@@ -63,6 +64,8 @@ class Checkpoint:
     eval_every: int | None = None
     eval_episodes: int | None = None
     warm_from: str | None = None
+    intrinsic: str | None = None
+    intrinsic_coef: float | None = None
 
     @classmethod
     def read(cls, directory: str | Path) -> Checkpoint:
@@ -97,6 +100,14 @@ class Trainer:
         normalize: normalise observations and rewards (``VecNormalize``).
         keep_replay: SAC only: :meth:`save` also writes the replay buffer and the reward states of
             its transitions (:mod:`rewardsmith.replay`), so a warm start can relabel it.
+        intrinsic: an exploration bonus added to the reward during training: a name of
+            :func:`rewardsmith.intrinsic.make_bonus` (``"rnd"``, ...) or a
+            :class:`~rewardsmith.intrinsic.Bonus`; None: none. It is applied by an
+            :class:`~rewardsmith.intrinsic.IntrinsicCallback` (before returns and advantages are computed).
+        intrinsic_coef: the bonus coefficient (default: the callback's).
+
+    A reward source with a ``set_gamma`` method (potential-based shaping) is given the algorithm's
+    discount, so that its shaping term is ``gamma * Phi(s') - Phi(s)`` with the gamma trained with.
 
     Attributes:
         spec, source (None for the env's own reward), label, venv (the top of the stack), model,
@@ -108,7 +119,8 @@ class Trainer:
                  algo_kwargs: dict[str, Any] | None = None, tensorboard_dir: str | Path | None = None,
                  callbacks: list | None = None, wrappers: list[Callable[[Any], Any]] | None = None,
                  eval_every: int | None = None, eval_episodes: int | None = None, normalize: bool = True,
-                 keep_replay: bool = False, _checkpoint: Path | None = None) -> None:
+                 keep_replay: bool = False, intrinsic: Any = None, intrinsic_coef: float | None = None,
+                 _checkpoint: Path | None = None) -> None:
         import torch
 
         from rewardsmith.callbacks import FitnessLogger, PeriodicEval
@@ -129,7 +141,10 @@ class Trainer:
             torch.set_num_threads(1)
         self.budget = int(budget or self.spec.default_steps)
         self.gamma = float({**self.spec.algo_kwargs.get(self.algo, {}), **(algo_kwargs or {})}.get("gamma", 0.99))
-        self.callbacks = list(callbacks or [])
+        if callable(getattr(self.source, "set_gamma", None)):
+            self.source.set_gamma(self.gamma)
+        self.intrinsic, self.intrinsic_coef = _intrinsic_callback(intrinsic, intrinsic_coef)
+        self.callbacks = [*([self.intrinsic] if self.intrinsic is not None else []), *(callbacks or [])]
         self.tensorboard_dir = str(tensorboard_dir) if tensorboard_dir else None
         norm_path = None if _checkpoint is None else _checkpoint / "vecnormalize.pkl"
         self.venv = make_vec_env(self.spec, self.source, self.n_envs, self.seed, normalize=self.normalize,
@@ -238,7 +253,9 @@ class Trainer:
             num_timesteps=self.num_timesteps, nonfinite=self.nonfinite, train_s=round(self.train_s, 3),
             curve=list(self.fitness.curve), evals=list(self.periodic.evals) if self.periodic else [],
             eval_every=self.periodic.every if self.periodic else None,
-            eval_episodes=self.periodic.episodes if self.periodic else None, warm_from=self.warm_from)
+            eval_episodes=self.periodic.episodes if self.periodic else None, warm_from=self.warm_from,
+            intrinsic=None if self.intrinsic is None else _bonus_name(self.intrinsic),
+            intrinsic_coef=self.intrinsic_coef)
 
     def save(self, directory: str | Path, replay_buffer: bool = False) -> Path:
         """Write ``model.zip``, ``vecnormalize.pkl``, ``reward.py`` (for a program) and ``trainer.json``.
@@ -305,7 +322,8 @@ class Trainer:
         trainer = cls(spec, reward, algo=meta.algo, seed=meta.seed, n_envs=n_envs or meta.n_envs, device=device,
                       algo_kwargs=algo_kwargs, tensorboard_dir=tensorboard_dir, callbacks=callbacks,
                       wrappers=wrappers, eval_every=meta.eval_every, eval_episodes=meta.eval_episodes,
-                      normalize=meta.normalize, keep_replay=keep_replay, _checkpoint=directory)
+                      normalize=meta.normalize, keep_replay=keep_replay, intrinsic=meta.intrinsic,
+                      intrinsic_coef=meta.intrinsic_coef, _checkpoint=directory)
         trainer.fitness.curve = list(meta.curve)
         if trainer.periodic is not None:
             trainer.periodic.evals = list(meta.evals)
@@ -373,6 +391,21 @@ class Trainer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _intrinsic_callback(intrinsic: Any, coef: float | None) -> tuple[Any, float | None]:
+    """The :class:`~rewardsmith.intrinsic.IntrinsicCallback` for ``intrinsic`` (a name or a bonus), or None."""
+    if intrinsic is None:
+        return None, None
+    from rewardsmith.intrinsic import IntrinsicCallback, make_bonus
+
+    bonus = make_bonus(intrinsic) if isinstance(intrinsic, str) else intrinsic
+    callback = IntrinsicCallback(bonus) if coef is None else IntrinsicCallback(bonus, coef=float(coef))
+    return callback, coef
+
+
+def _bonus_name(callback: Any) -> str:
+    return str(getattr(callback.bonus, "name", type(callback.bonus).__name__))
 
 
 def _warm_replay(trainer: Trainer, directory: Path) -> int:

@@ -1,0 +1,49 @@
+"""Exploration bonuses through the Trainer, its checkpoints, `rewardsmith train` and `synthesize --intrinsic`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rewardsmith.cli import app
+from rewardsmith.errors import RewardsmithError
+from rewardsmith.loop import SynthesisConfig, synthesize
+from rewardsmith.trainer import Checkpoint, Trainer
+
+TINY = {"task": "inverted-pendulum", "steps": 512, "workers": 1, "n_envs": 2, "eval_episodes": 2}
+
+
+def test_trainer_trains_with_a_named_bonus_and_its_checkpoint_keeps_it(tmp_path: Path) -> None:
+    with Trainer("inverted-pendulum", "sparse", n_envs=2, budget=256, intrinsic="rnd", intrinsic_coef=0.5) as t:
+        assert t.intrinsic is not None and t.intrinsic in t.callbacks
+        t.learn(256)
+        t.save(tmp_path)
+    meta = Checkpoint.read(tmp_path)
+    assert (meta.intrinsic, meta.intrinsic_coef) == ("rnd", 0.5)
+    with Trainer.load(tmp_path) as again:  # a continued training keeps its bonus
+        assert again.intrinsic is not None and again.intrinsic_coef == 0.5
+        again.learn(256)
+        assert again.num_timesteps >= 512
+
+
+def test_unknown_bonus_is_one_clear_error() -> None:
+    with pytest.raises(RewardsmithError, match="unknown intrinsic bonus 'bogus'.*rnd"):
+        SynthesisConfig(**TINY, intrinsic="bogus").validated()
+    result = CliRunner().invoke(app, ["train", "--task", "inverted-pendulum", "--sparse", "--intrinsic", "bogus"])
+    assert result.exit_code == 1
+    assert "unknown intrinsic bonus 'bogus'" in result.output
+
+
+def test_synthesize_trains_every_candidate_with_the_bonus_and_baselines_without(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    synthesize(SynthesisConfig(**TINY, iterations=1, samples=1, final_seeds=1, screen="off",
+                               intrinsic="rnd"), out=out)
+    metas = {p.parent.relative_to(out).as_posix(): json.loads(p.read_text()) for p in out.rglob("trainer.json")}
+    candidates = {k: m for k, m in metas.items() if k.startswith(("rounds/", "final/"))}
+    baselines = {k: m for k, m in metas.items() if k.startswith("baselines/")}
+    assert candidates and baselines, sorted(metas)
+    assert all(m["intrinsic"] == "rnd" for m in candidates.values())
+    assert all(m["intrinsic"] is None for m in baselines.values())

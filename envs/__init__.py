@@ -14,6 +14,7 @@ import gymnasium as gym
 #: gymnasium id -> (entry point, max_episode_steps).
 ENVS: dict[str, tuple[str, int]] = {
     "rewardsmith/PointGoal-v0": ("rewardsmith.envs.point_goal:PointGoalEnv", 100),
+    "rewardsmith/PointMaze-v0": ("rewardsmith.envs.point_maze:PointMazeEnv", 400),
 }
 
 

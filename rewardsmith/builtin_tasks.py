@@ -233,5 +233,35 @@ BUILTIN_TASKS: list[TaskSpec] = [
         default_steps=50_000,
         tags=("navigation", "custom-env"),
     ),
+    TaskSpec(
+        name="point-maze",
+        env_id="rewardsmith.envs:rewardsmith/PointMaze-v0",
+        description="Drive a point mass (two motors push it along x and y, at most 2 N; damped, top speed about "
+                    "1 m/s) through a small U-shaped maze to a fixed goal. The free space is x in [-0.8, 0.8] m, "
+                    "y in [-0.6, 0.6] m; a middle wall (x from -0.8 to 0.4, y from -0.2 to 0.2) splits it into "
+                    "a south and a north corridor joined only at the east end (x > 0.4). The point starts in "
+                    "the south-west corner (-0.6, -0.4); the goal is in the north-west corner (-0.6, 0.4), "
+                    "straight north behind the wall, so heading straight for it gets stuck: the way is east, "
+                    "north through the gap, then west. The episode ends with success when the point is within "
+                    "0.1 m of the goal, else after 400 steps (20 s). The env's own reward is sparse: 1 on "
+                    "reaching the goal, else 0.",
+        variables=(
+            Variable("position", (2,), "x, y position of the point", "m", 'data.body("point").xpos[:2]'),
+            Variable("velocity", (2,), "x, y velocity of the point", "m/s", "data.qvel[:2]"),
+            Variable("goal", (2,), "x, y position of the goal (constant: -0.6, 0.4)", "m",
+                     'data.body("goal").xpos[:2]'),
+            Variable("distance_to_goal", (), "straight-line distance from the point to the goal (ignores walls)",
+                     "m", 'np.linalg.norm(data.body("point").xpos[:2] - data.body("goal").xpos[:2])'),
+            Variable("action", (2,), "motor commands along x and y, in [-1, 1] (force = 2 N x action)", "N",
+                     "action"),
+        ),
+        fitness=Fitness("1 if the point reached the goal (within 0.1 m) during the episode, else 0",
+                        'np.float64(np.linalg.norm(data.body("point").xpos[:2] - data.body("goal").xpos[:2]) < 0.1)',
+                        reduce="max", threshold=1.0),
+        builtin_reward_description="sparse: 1 on the step the point reaches the goal (the episode then ends), else 0",
+        sparse_reward=_sparse("distance_to_goal < 0.1", "reached", "distance_to_goal"),
+        default_steps=200_000,
+        tags=("navigation", "custom-env", "sparse"),
+    ),
 ]
 

@@ -230,10 +230,7 @@ def train(task: str | TaskSpec, reward: Any = "builtin", steps: int | None = Non
     if continue_from is not None:
         trainer = Trainer.resume_compatible(continue_from, spec, reward, algo=algo, seed=seed, steps=steps,
                                             device=device, callbacks=callbacks, wrappers=wrappers,
-                                            algo_kwargs=algo_kwargs, keep_replay=keep_replay)
-        if trainer is not None and (trainer.intrinsic is None) != (intrinsic is None):
-            trainer.close()  # trained with another bonus (or none): not an earlier part of this training
-            trainer = None
+                                            algo_kwargs=algo_kwargs, keep_replay=keep_replay, intrinsic=intrinsic)
     if trainer is None and init_from is not None:
         trainer = Trainer.warm_start(init_from, spec, reward, algo=algo, seed=seed, n_envs=n_envs, device=device,
                                      budget=steps, algo_kwargs=algo_kwargs, callbacks=callbacks, wrappers=wrappers,

@@ -335,9 +335,9 @@ class Trainer:
 
     @classmethod
     def resume_compatible(cls, directory: str | Path, task: TaskSpec, reward: Any, *, algo: str | None, seed: int,
-                          steps: int, **kw: Any) -> Trainer | None:
+                          steps: int, intrinsic: Any = None, **kw: Any) -> Trainer | None:
         """Continue the checkpoint in ``directory`` when it is an earlier part of this very training
-        (same task, algorithm, seed and reward); else None. A checkpoint that already has ``steps``
+        (same task, algorithm, seed, reward and exploration bonus); else None. A checkpoint that already has ``steps``
         steps (its ``result.json`` was lost) is loaded too: it is evaluated, not trained again."""
         directory = Path(directory)
         try:
@@ -348,6 +348,9 @@ class Trainer:
                 or meta.algo != (algo or task.default_algo).lower() or not (directory / "model.zip").is_file()):
             return None
         if not _same_reward(directory, meta, reward):
+            return None
+        bonus = intrinsic if intrinsic is None or isinstance(intrinsic, str) else getattr(intrinsic, "name", None)
+        if meta.intrinsic != bonus:
             return None
         return cls.load(directory, reward, task=task, **kw)
 

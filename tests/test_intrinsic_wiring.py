@@ -47,3 +47,18 @@ def test_synthesize_trains_every_candidate_with_the_bonus_and_baselines_without(
     assert candidates and baselines, sorted(metas)
     assert all(m["intrinsic"] == "rnd" for m in candidates.values())
     assert all(m["intrinsic"] is None for m in baselines.values())
+
+
+def test_a_checkpoint_with_another_bonus_is_not_continued(tmp_path: Path) -> None:
+    from rewardsmith.tasks import get_task
+
+    task = get_task("inverted-pendulum")
+    with Trainer(task, "sparse", n_envs=2, budget=256, intrinsic="rnd") as t:
+        t.learn(256)
+        t.save(tmp_path)
+    kw = {"algo": None, "seed": 0, "steps": 512}
+    assert Trainer.resume_compatible(tmp_path, task, "sparse", intrinsic="simhash", **kw) is None
+    assert Trainer.resume_compatible(tmp_path, task, "sparse", **kw) is None
+    again = Trainer.resume_compatible(tmp_path, task, "sparse", intrinsic="rnd", **kw)
+    assert again is not None and again.num_timesteps >= 256
+    again.close()

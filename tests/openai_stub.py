@@ -16,7 +16,7 @@ import json
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -165,12 +165,16 @@ class StubServer:
         n_supported: honour ``n``; when false, ignore it and answer one choice.
         web_ui: serve :data:`HTML_PAGE` with a 200 for every path outside ``/v1/`` (as a web
             UI in front of the API does), so a base URL without ``/v1`` gets web pages.
+        responder: when the script is empty, ``responder(body)`` (the request's JSON body) makes
+            the reply, so it can depend on the request; ``None`` (the default), or a ``None``
+            answer: :func:`ok`.
     """
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.n_supported = True
         self.web_ui = False
+        self.responder: Callable[[dict[str, Any]], Reply | None] | None = None
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -211,9 +215,12 @@ class StubServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    def _next(self) -> Reply:
+    def _next(self, body: dict[str, Any] | None = None) -> Reply:
         with self._lock:
-            return self._script.popleft() if self._script else ok()
+            if self._script:
+                return self._script.popleft()
+        reply = self.responder(body or {}) if self.responder is not None else None
+        return reply if reply is not None else ok()
 
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, bytes, dict[str, str]]:
         """The status, raw body and headers (``content-type`` included) for one request."""
@@ -224,7 +231,7 @@ class StubServer:
             return 404, json.dumps({"error": {"message": f"no route {path}", "code": None,
                                               "type": "invalid_request_error", "param": None}}
                                    ).encode(), json_type
-        reply = self._next()
+        reply = self._next(body)
         if reply.delay_s:
             self._stop.wait(reply.delay_s)
         headers = {"content-type": reply.content_type, **reply.headers}

@@ -148,11 +148,12 @@ def bonus_names() -> list[str]:
 
 
 def _load_builtins() -> None:
-    from rewardsmith.intrinsic import counts, icm, rnd  # noqa: F401  (they register themselves)
+    from rewardsmith.intrinsic import counts, e3b, episodic, icm, ngu, rnd  # noqa: F401  (they register themselves)
 
 
 def make_bonus(name: str, **kwargs: Any) -> Bonus:
-    """The bonus registered as ``name`` ("rnd", "icm", "simhash"), built with ``kwargs``."""
+    """The bonus registered as ``name`` ("rnd", "icm", "simhash", "episodic", "e3b", "ngu"),
+    built with ``kwargs``."""
     _load_builtins()
     try:
         factory = _REGISTRY[name.lower()]

@@ -143,7 +143,7 @@ class Trainer:
         self.gamma = float({**self.spec.algo_kwargs.get(self.algo, {}), **(algo_kwargs or {})}.get("gamma", 0.99))
         if callable(getattr(self.source, "set_gamma", None)):
             self.source.set_gamma(self.gamma)
-        self.intrinsic, self.intrinsic_coef = _intrinsic_callback(intrinsic, intrinsic_coef)
+        self.intrinsic, self.intrinsic_coef = _intrinsic_callback(intrinsic, intrinsic_coef, self.spec)
         self.callbacks = [*([self.intrinsic] if self.intrinsic is not None else []), *(callbacks or [])]
         self.tensorboard_dir = str(tensorboard_dir) if tensorboard_dir else None
         norm_path = None if _checkpoint is None else _checkpoint / "vecnormalize.pkl"
@@ -396,13 +396,13 @@ class Trainer:
         self.close()
 
 
-def _intrinsic_callback(intrinsic: Any, coef: float | None) -> tuple[Any, float | None]:
+def _intrinsic_callback(intrinsic: Any, coef: float | None, task: TaskSpec) -> tuple[Any, float | None]:
     """The :class:`~rewardsmith.intrinsic.IntrinsicCallback` for ``intrinsic`` (a name or a bonus), or None."""
     if intrinsic is None:
         return None, None
     from rewardsmith.intrinsic import IntrinsicCallback, make_bonus
 
-    bonus = make_bonus(intrinsic) if isinstance(intrinsic, str) else intrinsic
+    bonus = make_bonus(intrinsic, task=task) if isinstance(intrinsic, str) else intrinsic
     callback = IntrinsicCallback(bonus) if coef is None else IntrinsicCallback(bonus, coef=float(coef))
     return callback, coef
 
@@ -447,6 +447,8 @@ def _same_reward(directory: Path, meta: Checkpoint, reward: Any) -> bool:
         return False
     if isinstance(reward, RewardProgram):
         return saved == reward.source
+    if isinstance(getattr(getattr(reward, "program", None), "source", None), str):
+        return saved == reward.program.source  # a source with a program behind it (e.g. a potential)
     if isinstance(reward, Path) or (isinstance(reward, str) and reward.endswith(".py") and "\n" not in reward):
         try:
             return Path(reward).read_text() == saved

@@ -148,17 +148,22 @@ def bonus_names() -> list[str]:
 
 
 def _load_builtins() -> None:
-    from rewardsmith.intrinsic import counts, e3b, episodic, icm, ngu, rnd  # noqa: F401  (they register themselves)
+    from rewardsmith.intrinsic import counts, e3b, episodic, icm, ngu, oni, rnd  # noqa: F401  (they register themselves)
 
 
-def make_bonus(name: str, **kwargs: Any) -> Bonus:
-    """The bonus registered as ``name`` ("rnd", "icm", "simhash", "episodic", "e3b", "ngu"),
-    built with ``kwargs``."""
+def make_bonus(name: str, task: Any = None, **kwargs: Any) -> Bonus:
+    """The bonus registered as ``name`` ("rnd", "icm", "simhash", "oni", "episodic", "e3b", "ngu"),
+    built with ``kwargs``; ``task`` is passed on to the bonuses that take one (ONI reads the
+    task's variables) and ignored by the others."""
+    import inspect
+
     _load_builtins()
     try:
         factory = _REGISTRY[name.lower()]
     except KeyError:
         raise ValueError(f"unknown intrinsic bonus {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    if task is not None and "task" in inspect.signature(factory).parameters:
+        kwargs["task"] = task
     return factory(**kwargs)
 
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from rewardsmith.errors import RewardsmithError
 from rewardsmith.intrinsic.base import Bonus, TransitionBatch, register_bonus
-from rewardsmith.intrinsic.labellers import Label, Labeller, OfflineLabeller, describe_transition
+from rewardsmith.intrinsic.labellers import CoderLabeller, Label, Labeller, OfflineLabeller, describe_transition
 from rewardsmith.intrinsic.rnd import ObsNorm, mlp
 from rewardsmith.tasks import TaskSpec, get_task
 
@@ -56,7 +56,7 @@ class ONI(Bonus):
     name = "oni"
     episodic = False
 
-    def __init__(self, task: str | TaskSpec | None = None, labeller: Labeller | None = None, max_labels: int = 64,
+    def __init__(self, task: str | TaskSpec | None = None, labeller: Labeller | str | None = "auto", max_labels: int = 64,
                  label_fraction: float = 0.1, decimals: int = 2, hidden: int = 64, lr: float = 1e-3,
                  epochs: int = 3, batch_size: int = 256, max_dataset: int = 50_000, workers: int = 1,
                  seed: int | None = 0) -> None:
@@ -66,7 +66,7 @@ class ONI(Bonus):
         if max_labels < 1 or not 0 < label_fraction <= 1:
             raise ValueError(f"need max_labels >= 1 and 0 < label_fraction <= 1, got {max_labels}, {label_fraction}")
         self.task = get_task(task)
-        self.labeller: Labeller = labeller if labeller is not None else OfflineLabeller(self.task)
+        self.labeller: Labeller = _labeller(labeller, self.task)
         self.max_labels, self.label_fraction, self.decimals = max_labels, label_fraction, decimals
         self.lr, self.epochs, self.batch_size, self.max_dataset = lr, epochs, batch_size, max_dataset
         dim = self.task.state_size
@@ -260,6 +260,23 @@ class ONI(Bonus):
     def close(self) -> None:
         """Stop the labelling threads (requests not started are dropped)."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _labeller(labeller: Labeller | str | None, task: TaskSpec) -> Labeller:
+    """``"auto"``: an LLM (the OpenAI coder, from ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``) when one
+    is configured, else the offline rule; ``"openai"`` / ``"offline"`` force one; None: offline."""
+    if labeller is None or labeller == "offline":
+        return OfflineLabeller(task)
+    if isinstance(labeller, str):
+        from rewardsmith.coders import default_coder_kind, make_coder
+
+        kind = default_coder_kind() if labeller == "auto" else labeller
+        if kind not in ("openai", "offline"):
+            raise ValueError(f"unknown ONI labeller {labeller!r}: use auto, openai or offline (or pass a Labeller)")
+        if kind == "offline":
+            return OfflineLabeller(task)
+        return CoderLabeller(make_coder("openai", temperature=0.0), task)
+    return labeller
 
 
 register_bonus("oni", ONI)

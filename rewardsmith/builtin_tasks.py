@@ -263,5 +263,29 @@ BUILTIN_TASKS: list[TaskSpec] = [
         default_steps=200_000,
         tags=("navigation", "custom-env", "sparse"),
     ),
+    TaskSpec(
+        name="mountain-car",
+        env_id="MountainCar-v0",
+        description="Drive an underpowered car out of a valley to the flag on top of the right hill. The "
+                    "car's engine is too weak to climb straight up: it must first back up the left slope and "
+                    "build momentum by rocking back and forth. Position is in [-1.2, 0.6] (the valley floor is "
+                    "near -0.52, the flag at 0.5), velocity in [-0.07, 0.07]; each step the action pushes left "
+                    "(0), not at all (1) or right (2). The episode ends with success when the position reaches "
+                    "0.5, else after 200 steps. The env's own reward is -1 per step, so it says nothing until "
+                    "the flag is first reached: a classic exploration problem.",
+        variables=(
+            Variable("position", (), "position of the car along the track (flag at 0.5, valley floor near -0.52)",
+                     "", "obs[0]"),
+            Variable("velocity", (), "velocity of the car (positive = to the right)", "1/step", "obs[1]"),
+            Variable("height", (), "height of the car on the track, sin(3 * position)", "",
+                     "math.sin(3.0 * obs[0])"),
+            Variable("action", (1,), "the action: 0 = push left, 1 = no push, 2 = push right", "", "action"),
+        ),
+        fitness=Fitness("1 if the car reached the flag (position >= 0.5) during the episode, else 0",
+                        "np.float64(obs[0] >= 0.5)", reduce="max", threshold=1.0),
+        builtin_reward_description="-1 per step until the flag is reached (the episode then ends)",
+        sparse_reward=_sparse("position >= 0.5", "reached", "position"),
+        default_steps=200_000,
+        tags=("classic-control", "sparse"),
+    ),
 ]
-

@@ -130,14 +130,15 @@ def check(
     no_probe: Annotated[bool, typer.Option("--no-probe", help="Skip the sandboxed probe.")] = False,
     timeout: Annotated[float, typer.Option(help="Probe wall timeout, seconds.")] = 30.0,
 ) -> None:
-    """Validate, compile and probe a reward program. Exit 0 if accepted, 1 if rejected."""
-    from rewardsmith.program import check_program
+    """Validate, compile and probe a reward program (or a potential program, defining
+    compute_potential). Exit 0 if accepted, 1 if rejected."""
+    from rewardsmith.shaping.programs import check_any
     from rewardsmith.tasks import get_task
 
     spec = _guard(get_task, task)
     if not file.is_file():
         _fail(FileNotFoundError(f"no such file: {file}"))
-    result = _guard(check_program, file, spec, run_probe=not no_probe, timeout_s=timeout)
+    result = _guard(check_any, file, spec, run_probe=not no_probe, timeout_s=timeout)
     if as_json:
         _echo_json(result.to_dict())
     elif result.ok:
@@ -154,7 +155,8 @@ def check(
 @app.command()
 def train(
     task: Annotated[str, typer.Option("--task", "-t", help="Task to train on (name or name@version).")],
-    reward: Annotated[Path | None, typer.Option("--reward", "-r", help="Reward program file.")] = None,
+    reward: Annotated[Path | None, typer.Option("--reward", "-r", help="Reward program file (or a potential "
+                                                "program: the sparse reward plus its shaping is trained).")] = None,
     builtin: Annotated[bool, typer.Option("--builtin", help="Use the env's own (human-designed) reward.")] = False,
     sparse: Annotated[bool, typer.Option("--sparse", help="Use the task's sparse baseline reward.")] = False,
     steps: Annotated[int | None, typer.Option(help="Environment steps (default: the task's budget).")] = None,
@@ -200,9 +202,11 @@ def train(
     if builtin and not spec.has_builtin_reward:
         _fail(TrainingError(f"task {spec.name!r} has no built-in reward; pass a reward program or use --sparse"))
     if reward is not None:  # reject a bad program here, before a worker starts
-        from rewardsmith.program import load_program
+        from rewardsmith.shaping.programs import check_any
 
-        _guard(load_program, reward, spec)
+        checked = _guard(check_any, reward, spec)
+        if checked.exception is not None:
+            _fail(checked.exception)
     folder = out or default_out_dir(spec)
     job = TrainJob(name=f"train {spec.ref}", task=spec, reward=choice, steps=int(steps or spec.default_steps),
                    seed=seed, out=str(folder), algo=algo, n_envs=n_envs, time_limit_s=time_limit,
@@ -257,6 +261,7 @@ def synthesize(
     intrinsic: Annotated[str | None, _setting("intrinsic")] = default_for("intrinsic"),
     intrinsic_coef: Annotated[float | None, _setting("intrinsic_coef", "--intrinsic-coef")
                               ] = default_for("intrinsic_coef"),
+    shaping: Annotated[str, _setting("shaping")] = default_for("shaping"),
     time_limit: Annotated[float | None, _setting("time_limit", "--time-limit")] = default_for("time_limit"),
     final_seeds: Annotated[int, _setting("final_seeds", "--final-seeds")] = default_for("final_seeds"),
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the human and sparse baselines.")] = False,
@@ -294,7 +299,7 @@ def synthesize(
             workers=workers, executor=executor, address=address, cpus_per_job=cpus_per_job,
             gpus_per_job=gpus_per_job, device=device, schedule=schedule, halving_eta=halving_eta,
             halving_min_fraction=halving_min_fraction, final_candidates=final_candidates, warm_start=warm_start,
-            screen=screen, intrinsic=intrinsic, intrinsic_coef=intrinsic_coef, time_limit=time_limit,
+            screen=screen, intrinsic=intrinsic, intrinsic_coef=intrinsic_coef, shaping=shaping, time_limit=time_limit,
             final_seeds=final_seeds,
             baselines=not no_baselines, repair_rounds=repair_rounds, gif_frames=gif_frames,
             stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, eval_episodes=eval_episodes,

@@ -96,13 +96,24 @@ class Synthesizer:
         hist = [{"source": c.source, "fitness": c.fitness_mean, "ok": c.trained, "error": c.error,
                  "reflection": c.stats} for c in self.history if c.source]
         return CoderContext(task=self.task, round=round_idx, seed=self.config.seed, history=hist,
-                            human_feedback="\n".join(self.feedback) or None, **kw)
+                            human_feedback="\n".join(self.feedback) or None, shaping=self.config.shaping, **kw)
 
     def _job(self, reward: Any, seed: int, out: str, name: str, checked: bool = False) -> TrainJob:
         return TrainJob(name=name, task=self.task, reward=reward, steps=self.steps, seed=seed, out=out,
                         algo=self.config.algo, n_envs=self.config.n_envs, eval_episodes=self.config.eval_episodes,
                         time_limit_s=self.config.time_limit, checked=checked, device=self.config.device,
                         **self._bonus(reward))
+
+    @property
+    def _check(self) -> Callable[..., Any]:
+        """How accepted code is checked: as a reward program, or (``--shaping potential``) a potential."""
+        if self.config.shaping == "potential":
+            from rewardsmith.shaping.programs import check_potential
+
+            return check_potential
+        from rewardsmith.program import check_program
+
+        return check_program
 
     def _bonus(self, reward: Any) -> dict[str, Any]:
         """The exploration bonus of a job (``--intrinsic``): candidates train with it, baselines without."""
@@ -122,17 +133,20 @@ class Synthesizer:
             cands = [Candidate.from_dict(c) for c in saved]
             self.log(f"round {round_idx + 1}: resuming {len(cands)} candidates from {rdir}")
         else:
-            messages = build_messages(self.task, self._render, self.best(), last_round, self.feedback)
+            messages = build_messages(self.task, self._render, self.best(), last_round, self.feedback,
+                                      shaping=self.config.shaping)
             self.run.write_json(f"{rdir}/prompt.json", messages)
             completions = propose(self.coder, messages, self.config.samples, self._context(round_idx))
             self.run.event("responses", round=round_idx, n=len(completions))
             cands = [accept(c, messages, round_idx, i, task=self.task, coder=self.coder, render=self._render,
-                            repair_rounds=self.config.repair_rounds, context=self._context)
+                            repair_rounds=self.config.repair_rounds, context=self._context, check=self._check)
                      for i, c in enumerate(completions)]
             from rewardsmith.screen import screen_round
 
             # before training: reject or flag the new programs on the run's stored episodes
-            screen_round(self.task, self.run, cands, self.history, self.config.screen, self.config.seed, self.log)
+            if self.config.shaping == "none":
+                screen_round(self.task, self.run, cands, self.history, self.config.screen, self.config.seed,
+                             self.log)
             for c in cands:
                 if c.source:
                     self.run.write_text(f"{rdir}/c{c.index:02d}/reward.py", c.source)

@@ -20,6 +20,8 @@ EXECUTORS = ("local", "ray")
 SCHEDULES = ("full", "halving")
 #: what ``screen`` may be.
 SCREENS = ("off", "flag", "reject")
+#: what ``shaping`` may be.
+SHAPINGS = ("none", "potential")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -66,6 +68,9 @@ class SynthesisConfig:
                                         "(rewardsmith.intrinsic: rnd, icm, simhash, ...); the baselines train "
                                         "without it. Default: none.")
     intrinsic_coef: float | None = _opt(None, "Coefficient of the exploration bonus (default: the bonus's own).")
+    shaping: str = _opt("none", "none (the coder writes rewards) or potential (the coder writes a shaping potential "
+                                "Phi(s), and candidates train on the task's sparse reward plus "
+                                "gamma * Phi(s') - Phi(s); the pre-screen is off).")
     time_limit: float | None = _opt(None, "Seconds one training may take before it is killed and reported as "
                                           "out of time (default: derived from the budget and the measured "
                                           "step rate).")
@@ -129,6 +134,17 @@ class SynthesisConfig:
 
             if self.intrinsic.lower() not in bonus_names():
                 problems.append(f"unknown intrinsic bonus {self.intrinsic!r}: use {', '.join(bonus_names())}")
+        if self.shaping not in SHAPINGS:
+            problems.append(f"unknown shaping {self.shaping!r}: use {', '.join(SHAPINGS)}")
+        elif self.shaping == "potential" and self.task:
+            from rewardsmith.tasks import get_task
+
+            try:
+                if not get_task(self.task).sparse_reward:
+                    problems.append(f"shaping potential trains the task's sparse reward plus the shaping, but task "
+                                    f"{self.task!r} defines no sparse reward")
+            except RewardsmithError:
+                pass  # an unknown task is reported where the task is resolved
         if self.intrinsic_coef is not None and self.intrinsic_coef < 0:
             problems.append(f"intrinsic_coef must be non-negative (got {self.intrinsic_coef})")
         coder = self.coder

@@ -23,10 +23,12 @@ Render = Callable[..., str]
 
 # -- propose ----------------------------------------------------------------------------------
 def build_messages(task: TaskSpec, render: Render, best: Candidate | None, last_round: Sequence[Candidate],
-                   feedback: Sequence[str]) -> list[dict[str, str]]:
+                   feedback: Sequence[str], shaping: str = "none") -> list[dict[str, str]]:
     """The chat messages of a round: the task, the reflection on the best so far (with each
-    candidate's pre-screen verdict), human feedback."""
-    user = render("task", task=task)
+    candidate's pre-screen verdict), human feedback. ``shaping="potential"`` asks for a shaping
+    potential (``system_potential.j2``, and the task template's potential section) instead of a reward."""
+    potential = shaping == "potential"
+    user = render("task", task=task, potential=potential)
     if best is not None:
         others = [{"index": c.index, "name": c.name, "fitness_mean": c.fitness_mean, "error": c.error,
                    "stage": c.stage, "components": c.components, "screen": c.screen, "budget": c.budget}
@@ -34,7 +36,8 @@ def build_messages(task: TaskSpec, render: Render, best: Candidate | None, last_
         user += "\n\n" + render("reflection", task=task, best=best.to_dict(), others=others)
     for text in feedback:
         user += "\n\n" + render("human_feedback", feedback=text)
-    return [{"role": "system", "content": render("system")}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": render("system_potential" if potential else "system")},
+            {"role": "user", "content": user}]
 
 
 def propose(coder: Coder, messages: list[dict[str, str]], n: int, context: CoderContext) -> list[Completion]:
@@ -55,8 +58,11 @@ def _sample_error(completion: Completion) -> str | None:
 
 def accept(completion: Completion | str, messages: list[dict[str, str]], round_idx: int, index: int, *,
            task: TaskSpec, coder: Coder, render: Render, repair_rounds: int,
-           context: Callable[..., CoderContext]) -> Candidate:
+           context: Callable[..., CoderContext], check: Callable[..., Any] | None = None) -> Candidate:
     """Extract and check a response, repairing it up to ``repair_rounds`` times.
+
+    ``check`` (default :func:`~rewardsmith.program.check_program`) checks the extracted code, e.g.
+    :func:`~rewardsmith.shaping.programs.check_potential` for potential programs.
 
     A failed sample (refusal, cut-off reply), a reply without code and a program the check
     rejects all get their precise error back in a repair request; the candidate is ``accepted``
@@ -65,6 +71,7 @@ def accept(completion: Completion | str, messages: list[dict[str, str]], round_i
     from rewardsmith.coders.extract import extract_code
     from rewardsmith.program import check_program
 
+    check = check or check_program
     cand = Candidate(round=round_idx, index=index)
     convo = list(messages)
     reply = completion if isinstance(completion, Completion) else Completion(text=completion)
@@ -79,7 +86,7 @@ def accept(completion: Completion | str, messages: list[dict[str, str]], round_i
             if code is None:
                 error, stage = "the reply contains no Python code block", "extract"
             else:
-                result = check_program(code, task)
+                result = check(code, task)
                 if result.ok:
                     cand.source, cand.components, cand.notes = code, result.components, list(result.notes)
                     cand.status, cand.error, cand.stage = "accepted", None, None

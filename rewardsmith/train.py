@@ -126,8 +126,12 @@ def resolve_reward(task: TaskSpec, reward: Any) -> tuple[Any, str]:
 def resolve_source(task: TaskSpec, reward: Any) -> tuple[Any, str, Any]:
     """Like :func:`resolve_reward`, also taking any :class:`~rewardsmith.sources.RewardSource`.
 
+    A potential program (text or path defining ``compute_potential``) becomes the task's sparse
+    reward plus potential-based shaping (:func:`rewardsmith.shaping.programs.shaped_sparse`).
+
     Returns ``(source | None, label, program | None)``: the source to apply (None: the env's own
-    reward), how results name it, and the reward program behind it when there is one.
+    reward), how results name it, and the reward program (or potential program) behind it when
+    there is one.
     """
     from rewardsmith.sources import as_source, source_label
 
@@ -136,6 +140,11 @@ def resolve_source(task: TaskSpec, reward: Any) -> tuple[Any, str, Any]:
         if source.task.name != task.name:
             raise TrainingError(f"reward source is for task {source.task.name!r}, training is on {task.name!r}")
         return source, source_label(source), getattr(source, "program", None)
+    from rewardsmith.shaping.programs import is_potential_source, shaped_sparse
+
+    if isinstance(reward, (str, Path)) and reward not in ("builtin", "sparse") and is_potential_source(reward):
+        source = shaped_sparse(reward, task)  # a potential program: the sparse reward plus its shaping
+        return source, source.key, source.program
     program, label = resolve_reward(task, reward)
     return (None if program is None else as_source(program)), label, program
 

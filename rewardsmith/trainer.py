@@ -319,6 +319,8 @@ class Trainer:
             reward = directory / "reward.py" if (directory / "reward.py").is_file() else meta.reward
             if reward not in ("builtin", "sparse") and not isinstance(reward, Path):
                 raise TrainingError(f"the checkpoint's reward {meta.reward!r} cannot be rebuilt: pass reward=")
+        # the saved discount, so that a shaping source (set_gamma) gets the gamma the model trains with
+        algo_kwargs = {"gamma": float(meta.gamma), **(algo_kwargs or {})}
         trainer = cls(spec, reward, algo=meta.algo, seed=meta.seed, n_envs=n_envs or meta.n_envs, device=device,
                       algo_kwargs=algo_kwargs, tensorboard_dir=tensorboard_dir, callbacks=callbacks,
                       wrappers=wrappers, eval_every=meta.eval_every, eval_episodes=meta.eval_episodes,

@@ -38,7 +38,7 @@ def test_task_prompt_every_task(name):
 def test_missing_context_and_unknown_template_are_clear_errors():
     with pytest.raises(RewardsmithError, match="'task' is undefined"):
         render_prompt("task")
-    with pytest.raises(RewardsmithError, match=r"no prompt template 'nope'; known: .*system, task"):
+    with pytest.raises(RewardsmithError, match=r"no prompt template 'nope'; known: .*system, .*task"):
         render_prompt("nope")
 
 

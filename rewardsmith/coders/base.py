@@ -76,6 +76,8 @@ class CoderContext:
         human_feedback: free text from the user, if any.
         repair_of: the source being repaired when this is an error-repair request.
         error: the error being repaired.
+        shaping: ``"potential"`` when the loop asks for shaping potentials (``compute_potential``)
+            instead of reward programs, else ``"none"``.
     """
 
     task: Any
@@ -85,6 +87,7 @@ class CoderContext:
     human_feedback: str | None = None
     repair_of: str | None = None
     error: str | None = None
+    shaping: str = "none"
 
 
 @runtime_checkable

@@ -9,6 +9,10 @@ a constant one dropped, early termination raises the alive bonus and uprightness
 actions raise the action cost; then weights are perturbed (an evolution strategy) so the K
 samples explore around the parent. Programs are written through ``prompts/offline_program.j2``
 with their term configuration in a comment, so a resumed run can continue the search.
+
+With ``context.shaping == "potential"`` it writes shaping potentials (``compute_potential``,
+through ``prompts/offline_potential.j2``) from the library's state terms only (distances,
+closeness, heights, uprightness: no action, velocity or alive terms), searched the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import numpy as np
 from rewardsmith.coders.base import CoderContext, CoderError, Completion, Usage
 
 CONFIG_TAG = "# rewardsmith-offline-terms: "
+#: term kinds that are functions of the state alone, usable in a shaping potential.
+POTENTIAL_KINDS = ("distance", "near_bonus", "linear", "square_cost")
 
 
 @dataclass
@@ -161,6 +167,14 @@ class OfflineCoder:
         self.usage.requests += 1
         task = context.task
         library = match_terms(task)
+        if context.shaping == "potential":
+            library = [t for t in library if t.kind in POTENTIAL_KINDS and "action" not in t.args
+                       and not any(task.variable(a).unit.endswith("/s") for a in t.args)]
+            if not library:
+                raise CoderError(f"the offline coder found no state term for a potential of {task.name!r} "
+                                 "(distances, heights, angles); use an LLM coder")
+            if not any(t.core for t in library):
+                library[0].core = True
         rng = np.random.default_rng([self.seed, context.seed, context.round, len(context.history)])
         if context.repair_of:
             terms = parse_terms(context.repair_of) or self._initial(library, rng)
@@ -255,7 +269,8 @@ class OfflineCoder:
         lines = [term_code(t) for t in terms]
         params = [v.name for v in task.variables if any(v.name in t.args for t in terms)]
         config = json.dumps([asdict(t) for t in terms], separators=(",", ":"))
-        code = render_prompt("offline_program.j2", task=task, params=params, lines=lines,
+        template = "offline_potential.j2" if context.shaping == "potential" else "offline_program.j2"
+        code = render_prompt(template, task=task, params=params, lines=lines,
                              components=[name for _, name in lines], config_line=CONFIG_TAG + config)
         text = (f"Offline coder, round {context.round}: {why}.\n\n"
                 f"Terms: {', '.join(f'{t.name} (w={t.weight:.3g})' for t in terms)}.\n\n```python\n{code}```\n")

@@ -27,6 +27,7 @@ from rewardsmith.fsutil import atomic_write_json, atomic_write_text, read_json
 from rewardsmith.tasks import TaskSpec, get_task
 
 CHECKPOINT_FILE = "trainer.json"
+INTRINSIC_FILE = "intrinsic.pt"
 
 
 @dataclass
@@ -144,6 +145,9 @@ class Trainer:
         if callable(getattr(self.source, "set_gamma", None)):
             self.source.set_gamma(self.gamma)
         self.intrinsic, self.intrinsic_coef = _intrinsic_callback(intrinsic, intrinsic_coef, self.spec)
+        if self.intrinsic is not None and _checkpoint is not None and (_checkpoint / INTRINSIC_FILE).is_file():
+            # the bonus continues where it was (its predictor trained, its counts kept), not from scratch
+            self.intrinsic.load_state_dict(torch.load(_checkpoint / INTRINSIC_FILE, weights_only=False))
         self.callbacks = [*([self.intrinsic] if self.intrinsic is not None else []), *(callbacks or [])]
         self.tensorboard_dir = str(tensorboard_dir) if tensorboard_dir else None
         norm_path = None if _checkpoint is None else _checkpoint / "vecnormalize.pkl"
@@ -258,7 +262,8 @@ class Trainer:
             intrinsic_coef=self.intrinsic_coef)
 
     def save(self, directory: str | Path, replay_buffer: bool = False) -> Path:
-        """Write ``model.zip``, ``vecnormalize.pkl``, ``reward.py`` (for a program) and ``trainer.json``.
+        """Write ``model.zip``, ``vecnormalize.pkl``, ``reward.py`` (for a program), ``intrinsic.pt``
+        (an exploration bonus's models and statistics) and ``trainer.json``.
 
         Each file is written atomically; :meth:`load` continues from them. ``replay_buffer=True``
         also saves an off-policy algorithm's replay buffer (``replay_buffer.pkl``, large); without
@@ -276,6 +281,12 @@ class Trainer:
             os.replace(tmp, directory / "vecnormalize.pkl")
         if self.program is not None:
             atomic_write_text(directory / "reward.py", self.program.source)
+        if self.intrinsic is not None:
+            import torch
+
+            tmp = directory / f".intrinsic.{os.getpid()}.tmp"
+            torch.save(self.intrinsic.state_dict(), tmp)
+            os.replace(tmp, directory / INTRINSIC_FILE)
         if replay_buffer and hasattr(self.model, "save_replay_buffer"):
             tmp = directory / f".replay_buffer.{os.getpid()}.tmp.pkl"
             self.model.save_replay_buffer(tmp)
@@ -388,8 +399,11 @@ class Trainer:
         return trainer
 
     def close(self) -> None:
-        """Close the envs."""
+        """Close the envs (and the exploration bonus's resources, e.g. ONI's labelling thread)."""
         self.venv.close()
+        close = getattr(getattr(self.intrinsic, "bonus", None), "close", None)
+        if callable(close):
+            close()
 
     def __enter__(self) -> Trainer:
         return self

@@ -62,3 +62,35 @@ def test_a_checkpoint_with_another_bonus_is_not_continued(tmp_path: Path) -> Non
     again = Trainer.resume_compatible(tmp_path, task, "sparse", intrinsic="rnd", **kw)
     assert again is not None and again.num_timesteps >= 256
     again.close()
+
+
+@pytest.mark.parametrize("name", ["rnd", "simhash", "oni"])
+def test_a_continued_training_keeps_the_bonus_state(tmp_path: Path, name: str) -> None:
+    """The checkpoint holds the bonus's models and statistics: a loaded Trainer scores the same
+    transitions as the saved one did, and a second learn() does not rebuild the models."""
+    import numpy as np
+
+    with Trainer("point-maze", "sparse", n_envs=2, budget=512, intrinsic=name) as t:
+        t.learn(256)
+        first = t.intrinsic.bonus.state_dict()
+        t.learn(256)  # SB3 re-initialises callbacks at every learn(): the bonus must not be rebuilt
+        assert t.intrinsic.updates == 2
+        batch = t.intrinsic.last_batch
+        before = t.intrinsic.bonus.compute(batch)
+        t.save(tmp_path)
+    assert (tmp_path / "intrinsic.pt").is_file()
+    if name == "simhash":
+        assert len(t.intrinsic.bonus.counts) >= len(first["counts"])
+    with Trainer.load(tmp_path) as again:
+        again.intrinsic.init_callback(again.model)  # what learn() does first: set the bonus up, restore it
+        assert again.intrinsic.updates == 2
+        np.testing.assert_allclose(again.intrinsic.bonus.compute(batch), before, rtol=1e-5, atol=1e-7)
+
+
+def test_every_bonus_trains_on_the_maze_through_the_trainer() -> None:
+    from rewardsmith.intrinsic import bonus_names
+
+    for name in bonus_names():
+        with Trainer("point-maze", "sparse", n_envs=2, budget=256, intrinsic=name) as t:
+            t.learn(256)
+            assert t.intrinsic.updates >= 1 and t.intrinsic.last_bonus is not None, name

@@ -55,6 +55,8 @@ class IntrinsicCallback(BaseCallback):
         self.last_bonus: np.ndarray | None = None
         self.last_batch: TransitionBatch | None = None
         self._steps: list[TransitionBatch] = []
+        self._set_up = False
+        self._pending: dict[str, Any] | None = None
         self._episodic: list[np.ndarray] = []
         self._ext: list[np.ndarray] = []
 
@@ -65,7 +67,28 @@ class IntrinsicCallback(BaseCallback):
         env = self.training_env
         self.on_policy = hasattr(self.model, "rollout_buffer") and isinstance(self.model.rollout_buffer, RolloutBuffer)
         self._reward_env = find_wrapper(env, RewardVecEnv)
-        self.bonus.setup(env.observation_space, env.action_space, env.num_envs, self.model.device)
+        if not self._set_up:  # SB3 calls this at every learn(): the bonus's models are built once
+            self.bonus.setup(env.observation_space, env.action_space, env.num_envs, self.model.device)
+            self._set_up = True
+            if self._pending is not None:
+                self.load_state_dict(self._pending)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The bonus's models, the running std of the bonuses and the update count (for checkpoints)."""
+        if not self._set_up:
+            return dict(self._pending or {})
+        return {"bonus": self.bonus.state_dict(), "std": self.std.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; before the first ``learn`` it is applied once the bonus is set up."""
+        if not self._set_up:
+            self._pending = state
+            return
+        self._pending = None
+        if state:
+            self.bonus.load_state_dict(state["bonus"])
+            self.std.load_state_dict(state["std"])
+            self.updates = int(state["updates"])
 
     @property
     def current_coef(self) -> float:

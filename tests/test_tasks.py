@@ -150,3 +150,27 @@ def test_tasks_are_versioned() -> None:
         from rewardsmith.tasks import _REGISTRY
 
         del _REGISTRY["reacher"][2]
+
+
+def test_mountain_car_task_reads_the_car_and_scores_success_only_at_the_flag() -> None:
+    """Discrete actions through the TaskWrapper: the variables are the car's, an energy-pumping
+    policy (push the way the car moves) reaches the flag, doing nothing never does."""
+    from rewardsmith.wrappers import TaskWrapper
+
+    task = get_task("mountain-car")
+    env = TaskWrapper(task.make_env(), task)
+    results = {}
+    for name, policy in {"pump": lambda obs: 2 if obs[1] >= 0 else 0, "idle": lambda obs: 1}.items():
+        obs, info = env.reset(seed=3)
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(policy(obs))
+            parts = split_state(task, info["reward_state"][None])
+            np.testing.assert_allclose([parts["position"][0], parts["velocity"][0]], obs, rtol=1e-6)
+            assert parts["height"][0] == pytest.approx(np.sin(3 * obs[0]))
+            assert reward == -1.0  # the env's own reward is untouched
+            done = terminated or truncated
+        results[name] = (info["episode_success"], info["episode_end"], info["episode_steps"])
+    assert results["pump"][:2] == (True, "terminated") and results["pump"][2] < 200
+    assert results["idle"] == (False, "truncated", 200)
+    env.close()

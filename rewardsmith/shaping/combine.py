@@ -50,7 +50,11 @@ class FunctionSource:
 
 
 def task_ref(task: Any) -> str:
-    """``task.ref`` (``name@version``), or the name for task-like objects without one."""
+    """``task.ref`` (``name@version``; a task name is resolved), or the name for task-like objects without one."""
+    if isinstance(task, str):
+        from rewardsmith.tasks import get_task
+
+        task = get_task(task)
     return str(getattr(task, "ref", None) or getattr(task, "name", task))
 
 

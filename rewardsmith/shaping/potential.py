@@ -32,9 +32,12 @@ class PotentialShaping:
             from rewardsmith.sources import as_source
             base = as_source(base)
         self.base = base
-        self.task = task if task is not None else getattr(base, "task", None)
-        if self.task is None:
+        task = task if task is not None else getattr(base, "task", None)
+        if task is None:
             raise RewardsmithError("PotentialShaping needs task= (or a base source) to know the state layout")
+        from rewardsmith.tasks import get_task
+
+        self.task = get_task(task)  # a name or a spec
         if not callable(potential):
             raise TypeError(f"potential must be callable, got {type(potential).__name__}")
         self.phi = potential

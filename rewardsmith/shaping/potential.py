@@ -37,7 +37,7 @@ class PotentialShaping:
             raise RewardsmithError("PotentialShaping needs task= (or a base source) to know the state layout")
         from rewardsmith.tasks import get_task
 
-        self.task = get_task(task)  # a name or a spec
+        self.task = get_task(task) if isinstance(task, str) else task  # a name, a spec or a task-like object
         if not callable(potential):
             raise TypeError(f"potential must be callable, got {type(potential).__name__}")
         self.phi = potential

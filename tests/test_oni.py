@@ -184,3 +184,31 @@ def test_ppo_trains_with_oni_and_reports_the_labelled_fraction() -> None:
     assert 0 < bonus.last_update["oni_labelled_fraction"] < 1  # the first update's labels, collected
     assert bonus.flush(timeout=10) and 0 < bonus.labelled_fraction < 1 and bonus.seen == 1024
     bonus.close()
+
+
+def test_oni_by_name_labels_through_the_configured_endpoint_end_to_end(stub: StubServer, tmp_path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rewardsmith train --intrinsic oni` with an endpoint configured: the training (in its worker
+    process) asks the loopback server for labels and logs the share of steps labelled."""
+    from typer.testing import CliRunner
+
+    from rewardsmith.cli import app
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("REWARDSMITH_CACHE", str(tmp_path / "cache"))  # a fresh response cache: requests are sent
+    stub.requests.clear()
+    stub.responder = x_positive()
+    try:
+        result = CliRunner().invoke(app, ["train", "--task", "point-maze", "--sparse", "--intrinsic", "oni",
+                                          "--steps", "2048", "--n-envs", "4", "--out", str(tmp_path / "run")])
+    finally:
+        stub.responder = None
+    assert result.exit_code == 0, result.output
+    assert stub.chat_requests and "Transition 1:" in stub.chat_requests[0]["body"]["messages"][0]["content"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((tmp_path / "run" / "tensorboard").rglob("events.*")).parent))
+    events.Reload()
+    fractions = [e.value for e in events.Scalars("intrinsic/oni_labelled_fraction")]
+    assert fractions and all(0 < f < 1 for f in fractions[1:])

@@ -119,6 +119,36 @@ def test_bonus_goes_through_gae():
     assert not np.allclose(out["returns"], ext["returns"])  # the bonus changed the returns
 
 
+def _on_policy(name: str):
+    if name == "a2c":
+        from stable_baselines3 import A2C
+
+        return A2C, "MlpPolicy", {}
+    contrib = pytest.importorskip("sb3_contrib")
+    if name == "trpo":
+        return contrib.TRPO, "MlpPolicy", {"batch_size": 64}
+    return contrib.RecurrentPPO, "MlpLstmPolicy", {"batch_size": 64, "n_epochs": 1}
+
+
+@pytest.mark.parametrize("algo", ["a2c", "trpo", "recurrent-ppo"])
+def test_bonus_goes_through_gae_for_other_on_policy_algorithms(algo):
+    """A2C and sb3-contrib's TRPO and RecurrentPPO share SB3's rollout machinery: same recompute."""
+    cls, policy, kw = _on_policy(algo)
+    before, after = Recorder(), Recorder()
+    cb = IntrinsicCallback(FirstCoord(), coef=1.0, normalize=False)
+    model = cls(policy, counter_venv(), n_steps=32, seed=0, device="cpu", **kw)
+    model.learn(total_timesteps=64, callback=CallbackList([before, cb, after]))
+    assert len(before.rollouts) == 1  # 32 steps x 2 envs: one rollout
+    ext, out = before.rollouts[0], after.rollouts[0]
+    bonus = 0.1 * cb.last_batch.next_obs[..., 0]
+    np.testing.assert_allclose(out["rewards"], ext["rewards"] + bonus, rtol=1e-6)
+    adv, ret = gae(out["rewards"], ext["values"], ext["episode_starts"], out["last_values"], out["dones"],
+                   model.gamma, model.gae_lambda)
+    np.testing.assert_allclose(out["advantages"], adv, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["returns"], ret, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(out["returns"], ext["returns"])
+
+
 def test_episodic_memory_resets_at_true_episode_ends():
     bonus = EpisodeMemory()
     ppo(counter_venv(), [IntrinsicCallback(bonus, coef=1.0, normalize=False)], steps=24)

@@ -212,3 +212,17 @@ def test_sac_stores_bonus_in_replay_rewards():
 def test_make_bonus_unknown_name():
     with pytest.raises(ValueError, match="unknown intrinsic bonus 'nope'.*rnd"):
         make_bonus("nope")
+
+
+def test_simhash_offsets_tell_near_from_far_states_in_one_direction():
+    """Hyperplanes through the origin only see directions (a 2-D state gets at most 2k sectors);
+    the offset hash cuts space into local cells, so a first visit far out is new again."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 2)).astype(np.float32)
+    near_far = np.array([[0.1, 0.1], [3.0, 3.0]], np.float32)
+    space = gym.spaces.Box(-5, 5, (2,), np.float32)
+    paper, offset = make_bonus("simhash", offset=False), make_bonus("simhash")
+    for h in (paper, offset):
+        h.setup(space, gym.spaces.Discrete(3), 1)
+    assert len(set(paper.hashes(x))) <= 2 * paper.k < len(set(offset.hashes(x)))
+    assert len(set(paper.hashes(near_far))) == 1 and len(set(offset.hashes(near_far))) == 2

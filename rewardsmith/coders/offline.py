@@ -91,7 +91,7 @@ def match_terms(task: Any) -> list[Term]:
         if _scalar(v) and v.unit == "rad" and "angle" in v.name and re.search(r"vertical|upright|pitch|relative", w):
             balance = "balance" in desc or "upright" in desc
             terms.append(Term("square_cost", f"{v.name}_upright", 1.0 if balance else 0.5, [v.name], core=balance))
-        elif _scalar(v) and v.unit == "m" and "height" in v.name:
+        elif _scalar(v) and v.unit in ("m", "") and "height" in v.name:
             terms.append(Term("linear", f"{v.name}_bonus", 0.5, [v.name], core="tip" in v.name))
         elif _scalar(v) and v.unit == "m" and "position" in v.name and re.search(r"rail|cart|centre|center", w):
             terms.append(Term("square_cost", f"{v.name.replace('_position', '')}_centred", 0.05, [v.name]))
@@ -99,10 +99,14 @@ def match_terms(task: Any) -> list[Term]:
             terms.append(Term("square_cost", f"{v.name}_damping", 0.01, [v.name]))
         elif not _scalar(v) and "rad/s" in v.unit and "velocities" in v.name:
             terms.append(Term("sum_square_cost", f"{v.name}_cost", 0.001, [v.name]))
-        elif v.name == "action":
+        elif v.name == "action" and v.unit:  # a force or torque (a discrete action's index has no cost)
             terms.append(Term("sum_square_cost", "action_cost", 0.05, [v.name], core=True))
     if terminates:
         terms.append(Term("alive", "alive_bonus", 1.0, [_alive_arg(task)], core=True))
+    if not any(t.core and t.kind != "sum_square_cost" for t in terms):
+        for t in terms:  # no progress, distance or balance term: a height to raise is the task's core
+            if t.kind == "linear" and t.name.endswith("height_bonus"):
+                t.core = True
     if not any(t.core and t.kind != "sum_square_cost" for t in terms):
         raise CoderError(f"the offline coder found no task term for {task.name!r}: its variables have no forward "
                          "velocity, positions to bring together, angle to keep upright or height; use an LLM coder")

@@ -148,7 +148,13 @@ def report(out: Path) -> str:
     from rewardsmith.stats import bootstrap_ci, iqm, probability_of_improvement
 
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; rows from {out}.", "",
+    sources = [out]
+    sibling = out.with_name("intrinsic_rllte.jsonl")  # benchmarks/bench_rllte.py's rows (rllte's RND)
+    if sibling.is_file() and sibling != out:
+        rows += [json.loads(line) for line in sibling.read_text().splitlines() if line.strip()]
+        sources.append(sibling)
+    lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; rows from "
+             f"{' and '.join(map(str, sources))}.", "",
              "| task | bonus | seeds | solved seeds | first success (IQM, censored at budget) | late success (IQM) "
              "| eval success (IQM) | coverage (IQM) | P(late > none) | us/step (x none) |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -150,7 +150,7 @@ def report(out: Path) -> str:
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     sources = [out]
     sibling = out.with_name("intrinsic_rllte.jsonl")  # benchmarks/bench_rllte.py's rows (rllte's RND)
-    if sibling.is_file() and sibling != out:
+    if out.name == "intrinsic.jsonl" and sibling.is_file():  # the main sweep's table only
         rows += [json.loads(line) for line in sibling.read_text().splitlines() if line.strip()]
         sources.append(sibling)
     lines = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; rows from "

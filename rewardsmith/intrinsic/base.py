@@ -173,3 +173,44 @@ def flat_obs_dim(space: Any) -> int:
     if shape is None or len(shape) == 0 and not hasattr(space, "n"):
         raise TypeError(f"intrinsic bonuses need a Box observation space, got {space}")
     return int(np.prod(shape)) if len(shape) else 1
+
+
+class ActionCoding:
+    """How the bonuses' models read actions (ICM, the inverse-dynamics embedding).
+
+    Discrete actions are class indices (:meth:`targets`) or one-hot vectors (:meth:`inputs`); Box
+    actions are scaled to [-1, 1] in the dimensions with finite bounds (unbounded ones as they are).
+    """
+
+    def __init__(self, action_space: Any, who: str, device: Any = "cpu") -> None:
+        from gymnasium import spaces
+
+        self.device = device
+        self.discrete = isinstance(action_space, spaces.Discrete)
+        if self.discrete:
+            self.dim = int(action_space.n)
+        elif isinstance(action_space, spaces.Box):
+            self.dim = int(np.prod(action_space.shape))
+            lo, hi = action_space.low.ravel(), action_space.high.ravel()
+            self._ok = np.isfinite(lo) & np.isfinite(hi)
+            self._lo, self._hi = np.where(self._ok, lo, -1.0), np.where(self._ok, hi, 1.0)
+        else:
+            raise TypeError(f"{who} needs a Discrete or Box action space, got {action_space}")
+
+    def targets(self, actions: np.ndarray) -> Any:
+        """``(m,)`` int64 class indices (Discrete) or ``(m, dim)`` scaled floats (Box), as a tensor."""
+        import torch as th
+
+        a = np.asarray(actions).reshape(len(actions), -1)
+        if self.discrete:
+            return th.as_tensor(a[:, 0].astype(np.int64), device=self.device)
+        scaled = np.where(self._ok, 2 * (a - self._lo) / (self._hi - self._lo) - 1, a)
+        return th.as_tensor(scaled, dtype=th.float32, device=self.device)
+
+    def inputs(self, actions: np.ndarray) -> Any:
+        """``(m, dim)`` float tensor: one-hot (Discrete) or scaled (Box)."""
+        import torch.nn.functional as F
+
+        t = self.targets(actions)
+        return F.one_hot(t, self.dim).float() if self.discrete else t
+

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from torch.nn import functional as F
 
 from rewardsmith.intrinsic.base import (
+    ActionCoding,
     Bonus,
     RunningStd,
     TransitionBatch,
@@ -42,16 +42,8 @@ class InverseDynamicsEmbedding:
         if seed is not None:
             th.manual_seed(seed)
         self.device, self.batch_size, self.latent = device, batch_size, latent
-        self.discrete = isinstance(action_space, spaces.Discrete)
-        if self.discrete:
-            self.act_dim = int(action_space.n)
-        elif isinstance(action_space, spaces.Box):
-            self.act_dim = int(np.prod(action_space.shape))
-            lo, hi = action_space.low.ravel(), action_space.high.ravel()
-            ok = np.isfinite(lo) & np.isfinite(hi)
-            self._lo, self._hi, self._ok = np.where(ok, lo, -1.0), np.where(ok, hi, 1.0), ok
-        else:
-            raise TypeError(f"an inverse-dynamics embedding needs a Discrete or Box action space, got {action_space}")
+        self.actions = ActionCoding(action_space, "an inverse-dynamics embedding", device)
+        self.discrete, self.act_dim = self.actions.discrete, self.actions.dim
         self.encoder = mlp(flat_obs_dim(observation_space), latent, hidden).to(device)
         self.inverse = mlp(2 * latent, self.act_dim, hidden).to(device)
         self.opt = th.optim.Adam([*self.encoder.parameters(), *self.inverse.parameters()], lr=lr)
@@ -69,12 +61,7 @@ class InverseDynamicsEmbedding:
         """One epoch of minibatches of the inverse-dynamics loss on ``batch``; the mean loss."""
         m = batch.shape[0] * batch.shape[1]
         o, o2 = self._obs(batch.obs.reshape(m, -1)), self._obs(batch.next_obs.reshape(m, -1))
-        a = np.asarray(batch.actions).reshape(m, -1)
-        if self.discrete:
-            target = th.as_tensor(a[:, 0].astype(np.int64), device=self.device)
-        else:
-            scaled = np.where(self._ok, 2 * (a - self._lo) / (self._hi - self._lo) - 1, a)
-            target = th.as_tensor(scaled, dtype=th.float32, device=self.device)
+        target = self.actions.targets(np.asarray(batch.actions).reshape(m, -1))
         idx = th.as_tensor(self._rng.permutation(m), device=self.device)
         losses = []
         for k in range(0, m, self.batch_size):

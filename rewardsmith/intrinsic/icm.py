@@ -7,11 +7,15 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
-from torch import nn
 from torch.nn import functional as F
 
-from rewardsmith.intrinsic.base import Bonus, TransitionBatch, flat_obs_dim, register_bonus
+from rewardsmith.intrinsic.base import (
+    ActionCoding,
+    Bonus,
+    TransitionBatch,
+    flat_obs_dim,
+    register_bonus,
+)
 from rewardsmith.intrinsic.rnd import mlp
 
 
@@ -30,16 +34,8 @@ class ICM(Bonus):
         if self.seed is not None:
             th.manual_seed(self.seed)
         dim = flat_obs_dim(observation_space)
-        self.discrete = isinstance(action_space, spaces.Discrete)
-        if self.discrete:
-            self.act_dim = int(action_space.n)
-        elif isinstance(action_space, spaces.Box):
-            self.act_dim = int(np.prod(action_space.shape))
-            lo, hi = action_space.low.ravel(), action_space.high.ravel()
-            ok = np.isfinite(lo) & np.isfinite(hi)
-            self._lo, self._hi, self._ok = np.where(ok, lo, -1.0), np.where(ok, hi, 1.0), ok
-        else:
-            raise TypeError(f"ICM needs a Discrete or Box action space, got {action_space}")
+        self.actions = ActionCoding(action_space, "ICM", device)
+        self.discrete, self.act_dim = self.actions.discrete, self.actions.dim
         self.encoder = mlp(dim, self.latent, self.hidden).to(device)
         self.inverse = mlp(2 * self.latent, self.act_dim, self.hidden).to(device)
         self.forward_model = mlp(self.latent + self.act_dim, self.latent, self.hidden).to(device)
@@ -51,12 +47,7 @@ class ICM(Bonus):
         m = batch.shape[0] * batch.shape[1]
         o = th.as_tensor(batch.obs.reshape(m, -1), dtype=th.float32, device=self.device)
         o2 = th.as_tensor(batch.next_obs.reshape(m, -1), dtype=th.float32, device=self.device)
-        a = np.asarray(batch.actions).reshape(m, -1)
-        if self.discrete:
-            act = F.one_hot(th.as_tensor(a[:, 0].astype(np.int64), device=self.device), self.act_dim).float()
-        else:
-            scaled = np.where(self._ok, 2 * (a - self._lo) / (self._hi - self._lo) - 1, a)
-            act = th.as_tensor(scaled, dtype=th.float32, device=self.device)
+        act = self.actions.inputs(np.asarray(batch.actions).reshape(m, -1))
         return o, act, o2
 
     def _losses(self, o: th.Tensor, act: th.Tensor, o2: th.Tensor) -> tuple[th.Tensor, th.Tensor]:

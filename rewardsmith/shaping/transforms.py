@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 
 from rewardsmith.errors import RewardsmithError
-from rewardsmith.shaping.combine import coerce_sources
-from rewardsmith.sources import Transitions, source_nonfinite
+from rewardsmith.shaping.combine import Combinator, coerce_sources
+from rewardsmith.sources import Transitions
 
 
-class Transform:
-    """Base class: ``total = f(base_total)``; components: the base's, then ``name`` (= total)."""
+class Transform(Combinator):
+    """Base class: ``total = f(base_total)``; components: the base's, then ``name`` (= total).
+
+    ``set_gamma`` and ``nonfinite`` reach the children as in every :class:`Combinator`."""
 
     name = "transformed"
 
@@ -27,25 +29,9 @@ class Transform:
         self._components = [f"base/{c}" if c == self.name else c for c in self.base.components] + [self.name]
 
     @property
-    def components(self) -> list[str]:
-        """The base's components, then the output."""
-        return self._components
-
-    @property
-    def children(self) -> list[Any]:
+    def children(self) -> list[Any]:  # type: ignore[override]
         """The sources this transform reads (the base, and a reference source where there is one)."""
         return [self.base]
-
-    def set_gamma(self, gamma: float) -> None:
-        """Pass the discount to every child that takes one."""
-        for child in self.children:
-            if callable(getattr(child, "set_gamma", None)):
-                child.set_gamma(gamma)
-
-    @property
-    def nonfinite(self) -> int:
-        """The children's count of replaced values."""
-        return sum(source_nonfinite(c) for c in self.children)
 
     def apply(self, r: np.ndarray, t: Transitions) -> np.ndarray:
         """The transformed totals (``r`` is the base total for batch ``t``)."""

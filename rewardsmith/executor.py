@@ -217,11 +217,9 @@ def run_job(job: TrainJob, callbacks: list | None = None) -> dict[str, Any]:
 
     reward = job.reward
     if job.checked and isinstance(reward, str) and reward not in ("builtin", "sparse"):
-        from rewardsmith.program import load_program
-        from rewardsmith.shaping.programs import is_potential_source, shaped_sparse
+        from rewardsmith.shaping.programs import load_any
 
-        reward = (shaped_sparse(reward, job.task, run_probe=False) if is_potential_source(reward)
-                  else load_program(reward, job.task, run_probe=False))
+        reward = load_any(reward, job.task, run_probe=False)
     result = train(job.task, reward, steps=job.steps, seed=job.seed, algo=job.algo, n_envs=job.n_envs,
                    device=job.device, out=job.out, eval_episodes=job.eval_episodes, progress=job.progress,
                    callbacks=callbacks, continue_from=job.continue_from, init_from=job.init_from,

@@ -139,6 +139,16 @@ def check_any(source: str | Path, task: str | TaskSpec, run_probe: bool = True, 
     return check(source, task, run_probe=run_probe, **kwargs)
 
 
+def load_any(source: str | Path, task: str | TaskSpec, run_probe: bool = True) -> Any:
+    """A reward program's :class:`~rewardsmith.program.RewardProgram`, or for a potential program
+    the sparse reward plus its shaping (:func:`shaped_sparse`); raises RewardProgramError."""
+    from rewardsmith.program import load_program
+
+    if is_potential_source(source):
+        return shaped_sparse(source, task, run_probe=run_probe)
+    return load_program(source, task, run_probe=run_probe)
+
+
 def shaped_sparse(potential: str | Path | PotentialProgram, task: str | TaskSpec, gamma: float | None = None,
                   run_probe: bool = True) -> Any:
     """The task's sparse reward plus potential-based shaping with ``potential``.
@@ -156,5 +166,5 @@ def shaped_sparse(potential: str | Path | PotentialProgram, task: str | TaskSpec
     return shaping
 
 
-__all__ = ["POTENTIAL_NAME", "PotentialProgram", "check_any", "check_potential", "is_potential_source", "load_potential",
-           "reward_entry_source", "shaped_sparse"]
+__all__ = ["POTENTIAL_NAME", "PotentialProgram", "check_any", "check_potential", "is_potential_source", "load_any",
+           "load_potential", "reward_entry_source", "shaped_sparse"]

@@ -12,6 +12,7 @@ label (B-Pref uses the opposite convention; convert with ``1 - label``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,20 +41,35 @@ class Segment:
     Attributes:
         states: ``(L, S)`` float64 reward states (a copy; 1-D input becomes ``(L, 1)``).
         actions: ``(L, A)`` float64 actions (a copy), or None.
-        returns: the segment's true return (sum of the true reward over its steps), NaN if unknown.
+        returns: the segment's true return (sum of the true reward over its steps), NaN if unknown
+            (filled from ``rewards`` when those are given and ``returns`` is not).
         fitness: a task-level quality score of the segment, if known (None otherwise).
+        rewards: ``(L,)`` true per-step rewards (a copy), or None: what scripted teachers compare.
+        snapshots: ``(L, K)`` simulator snapshots (a copy; see :mod:`rewardsmith.preference.render`),
+            or None: what a human teacher's GIFs are rendered from.
+        origin: where the segment comes from (e.g. ``"random"``, ``"iter3"``, a candidate's name).
     """
 
     states: np.ndarray
     actions: np.ndarray | None = None
     returns: float = float("nan")
     fitness: float | None = None
+    rewards: np.ndarray | None = None
+    snapshots: np.ndarray | None = None
+    origin: str = ""
 
     def __post_init__(self) -> None:
         self.states = _own(self.states, 2, "states")  # type: ignore[assignment]
         self.actions = _own(self.actions, 2, "actions")
-        if self.actions is not None and len(self.actions) != len(self.states):
-            raise ValueError(f"actions has {len(self.actions)} rows, states {len(self.states)}")
+        self.snapshots = _own(self.snapshots, 2, "snapshots")
+        if self.rewards is not None:
+            self.rewards = np.array(np.asarray(self.rewards, dtype=np.float64).reshape(-1), copy=True)
+        for name in ("actions", "snapshots", "rewards"):
+            a = getattr(self, name)
+            if a is not None and len(a) != len(self.states):
+                raise ValueError(f"{name} has {len(a)} rows, states {len(self.states)}")
+        if math.isnan(float(self.returns)) and self.rewards is not None:
+            self.returns = float(self.rewards.sum())
         self.returns = float(self.returns)
         if self.fitness is not None:
             self.fitness = float(self.fitness)
@@ -84,7 +100,8 @@ def features(segment: Segment, use: str = "state") -> np.ndarray:
 
 def sample_segments(states: np.ndarray, length: int, n: int, rng: np.random.Generator | int | None = None,
                     actions: np.ndarray | None = None, rewards: np.ndarray | None = None,
-                    fitness: float | None = None) -> list[Segment]:
+                    fitness: float | None = None, snapshots: np.ndarray | None = None,
+                    origin: str = "") -> list[Segment]:
     """``n`` segments of ``length`` consecutive steps, at uniform random starts, from ONE trajectory.
 
     Args:
@@ -93,8 +110,11 @@ def sample_segments(states: np.ndarray, length: int, n: int, rng: np.random.Gene
         n: number of segments (starts are drawn with replacement, so segments may overlap).
         rng: a numpy Generator or a seed.
         actions: optional ``(T, A)`` actions, cut alongside.
-        rewards: optional ``(T,)`` true per-step rewards; a segment's ``returns`` is their sum over it.
+        rewards: optional ``(T,)`` true per-step rewards, cut alongside (a segment's ``returns`` is
+            their sum over it).
         fitness: optional value given to every segment's ``fitness``.
+        snapshots: optional ``(T, K)`` simulator snapshots, cut alongside.
+        origin: given to every segment.
 
     Every segment holds copies, never views of ``states``/``actions``.
     """
@@ -109,7 +129,8 @@ def sample_segments(states: np.ndarray, length: int, n: int, rng: np.random.Gene
         raise ValueError(f"length must be in [1, {T}] for a trajectory of {T} steps, got {length}")
     act = None if actions is None else np.asarray(actions, dtype=np.float64)
     rew = None if rewards is None else np.asarray(rewards, dtype=np.float64).reshape(-1)
-    for name, a in (("actions", act), ("rewards", rew)):
+    snap = None if snapshots is None else np.asarray(snapshots, dtype=np.float64)
+    for name, a in (("actions", act), ("rewards", rew), ("snapshots", snap)):
         if a is not None and len(a) != T:
             raise ValueError(f"{name} has {len(a)} rows, states {T}")
     starts = rng.integers(0, T - length + 1, size=int(n))
@@ -117,7 +138,9 @@ def sample_segments(states: np.ndarray, length: int, n: int, rng: np.random.Gene
     for s in starts:
         sl = slice(int(s), int(s) + length)
         out.append(Segment(st[sl], None if act is None else act[sl],
-                           float(rew[sl].sum()) if rew is not None else float("nan"), fitness))
+                           float(rew[sl].sum()) if rew is not None else float("nan"), fitness,
+                           rewards=None if rew is None else rew[sl], snapshots=None if snap is None else snap[sl],
+                           origin=origin))
     return out
 
 

@@ -288,4 +288,40 @@ BUILTIN_TASKS: list[TaskSpec] = [
         default_steps=200_000,
         tags=("classic-control", "sparse"),
     ),
+    TaskSpec(
+        name="pendulum",
+        env_id="Pendulum-v1",
+        description="Swing a pendulum up from a random start and balance it upright. A motor at the pivot "
+                    "applies a torque in [-2, 2] N m, too weak to lift the pendulum straight up from hanging: "
+                    "it must swing back and forth to build up energy, then catch and hold it at the top. The "
+                    "angle is 0 when upright and +-pi when hanging down; the angular velocity is capped at "
+                    "+-8 rad/s. Every episode lasts 200 steps (10 s) and never ends early. The env's own "
+                    "reward is -(angle^2 + 0.1 * angular_velocity^2 + 0.001 * torque^2) per step.",
+        variables=(
+            Variable("angle", (), "angle of the pendulum from upright (0 = upright, +-pi = hanging down), in "
+                     "[-pi, pi]", "rad", "math.atan2(obs[1], obs[0])"),
+            Variable("angular_velocity", (), "angular velocity of the pendulum, in [-8, 8]", "rad/s", "obs[2]"),
+            Variable("action", (1,), "torque applied at the pivot, in [-2, 2]", "N m", "action"),
+        ),
+        # The env's reward is a cost of the state *before* the step, which the observation after it
+        # cannot always give back (the velocity clipped at +-8 rad/s loses it), so the fitness sums
+        # the env's own reward, which TaskWrapper keeps in info["env_reward"] before measuring.
+        fitness=Fitness("the episode's return of the env's own reward: minus the sum over its 200 steps of "
+                        "angle^2 + 0.1 * angular_velocity^2 + 0.001 * torque^2",
+                        'info["env_reward"]', reduce="sum", threshold=-200.0),
+        builtin_reward_description="-(angle^2 + 0.1 * angular_velocity^2 + 0.001 * torque^2) per step "
+                                   "(of the state before the step, torque clipped to [-2, 2])",
+        sparse_reward=_sparse("abs(angle) < 0.3", "upright", "angle"),
+        default_steps=100_000,
+        # rl-baselines3-zoo's Pendulum-v1 settings: zoo runs 4 envs x n_steps 1024 = 4096 steps a
+        # rollout; n_steps is per env, so 512 gives the same 4096 at the Trainer's default 8 envs.
+        # batch_size 64 is SB3's default, which zoo keeps.
+        algo_kwargs={
+            "ppo": {"n_steps": 512, "batch_size": 64, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10,
+                    "ent_coef": 0.0, "learning_rate": 1e-3, "clip_range": 0.2, "use_sde": True,
+                    "sde_sample_freq": 4},
+            "sac": {"learning_rate": 1e-3},
+        },
+        tags=("classic-control", "swing-up"),
+    ),
 ]

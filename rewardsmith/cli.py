@@ -386,6 +386,15 @@ def _ask_feedback(round_idx: int, candidates: list[Any]) -> str | None:
     return text.strip() or None
 
 
+def _register_commands() -> None:
+    from rewardsmith.cli_prefs import register
+
+    register(app)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console entry point."""
     os.environ.setdefault("MUJOCO_GL", "egl")

@@ -95,8 +95,6 @@ def relabel_replay(model: Any, source: Any, directory: str | Path) -> int:
     The reward states come from ``directory/replay_states.npz``. Returns the number of
     transitions relabelled; TrainingError when the states are missing or do not match the buffer.
     """
-    from rewardsmith.wrappers import relabel
-
     path = Path(directory) / STATES_FILE
     if not path.is_file():
         raise TrainingError(f"no {STATES_FILE} in {directory}: the replay buffer cannot be relabelled")
@@ -107,7 +105,25 @@ def relabel_replay(model: Any, source: Any, directory: str | Path) -> int:
     if arrays["state"].shape[:2] != (filled, buffer.n_envs):
         raise TrainingError(f"{path} holds {arrays['state'].shape[:2]} transitions, the buffer "
                             f"{(filled, buffer.n_envs)}: not the same training")
-    flat = {k: v.reshape(filled * buffer.n_envs, *v.shape[2:]) for k, v in arrays.items()}
+    return relabel_arrays(buffer, source, arrays)
+
+
+def relabel_arrays(buffer: Any, source: Any, arrays: dict[str, np.ndarray]) -> int:
+    """Recompute the rewards of ``buffer``'s filled slots with ``source`` from the reward states in
+    ``arrays`` (:attr:`ReplayStates.arrays`, aligned with the buffer's slots); the count relabelled.
+
+    This is PEBBLE's relabelling: after each update of a learned reward the whole buffer gets
+    the new reward, so the critic never learns from stale values.
+    """
+    from rewardsmith.wrappers import relabel
+
+    filled = buffer.buffer_size if buffer.full else buffer.pos
+    if filled == 0:
+        return 0
+    if len(arrays["state"]) < filled or arrays["state"].shape[1] != buffer.n_envs:
+        raise TrainingError(f"the reward states hold {arrays['state'].shape[:2]} transitions, the buffer "
+                            f"{(filled, buffer.n_envs)}: not the same training")
+    flat = {k: v[:filled].reshape(filled * buffer.n_envs, *v.shape[2:]) for k, v in arrays.items()}
     action = flat["action"] if flat["action"].shape[-1] else None
     t = Transitions(flat["prev_state"], action, flat["state"], flat["terminated"], flat["truncated"])
     rewards, _ = relabel(source, t)
@@ -115,4 +131,4 @@ def relabel_replay(model: Any, source: Any, directory: str | Path) -> int:
     return int(filled * buffer.n_envs)
 
 
-__all__ = ["STATES_FILE", "ReplayStates", "relabel_replay"]
+__all__ = ["STATES_FILE", "ReplayStates", "relabel_arrays", "relabel_replay"]

@@ -33,7 +33,7 @@ from rewardsmith.preference.render import (
 from rewardsmith.preference.segments import Segment
 from rewardsmith.preference.teaching import make_teacher
 from rewardsmith.state import StateReader
-from rewardsmith.tasks import get_task
+from rewardsmith.tasks import get_task, list_tasks
 
 SIZE = 48
 
@@ -66,8 +66,10 @@ def car() -> list[Segment]:
 # ------------------------------------------------------------------------------ rendering
 
 
-@pytest.mark.parametrize("name", ["mountain-car", "reacher"])
+@pytest.mark.parametrize("name", ["mountain-car", "reacher", "pendulum"])
 def test_render_segment_restores_every_snapshot(name: str) -> None:
+    if name not in {t.name for t in list_tasks()}:
+        pytest.skip(f"no task {name!r} registered")
     seg = rollout(name, steps=6)
     frames = render_segment(name, seg, size=SIZE)
     assert len(frames) == 6 and all(f.dtype == np.uint8 and f.ndim == 3 and f.shape[2] == 3 for f in frames)
@@ -84,6 +86,10 @@ def test_no_snapshots_is_a_clear_error(tmp_path: Path, car: list[Segment]) -> No
     with pytest.raises(RenderError, match="no simulator snapshots"):
         side_by_side_gif("mountain-car", car[0], bare, tmp_path / "x.gif")
     assert not (tmp_path / "x.gif").exists()
+    t = HumanTeacher("mountain-car", gif_dir=tmp_path, input=io.StringIO("1\n"), output=io.StringIO())
+    with pytest.raises(RenderError, match=r"render=False"):
+        t.compare([bare], [car[1]])
+    t.close()
 
 
 def test_side_by_side_gif_is_twice_as_wide(tmp_path: Path, car: list[Segment]) -> None:
@@ -129,6 +135,9 @@ def test_quit_and_eof_raise_after_saving(tmp_path: Path, car: list[Segment]) -> 
     t, _ = _teacher(tmp_path, "equal\n")
     labels = t.compare(left, right)
     assert labels[0] == 1.0 and np.isnan(labels[1]) and labels[2] == 0.5 and (t.asked, t.reused) == (1, 2)
+    t, _ = _teacher(tmp_path, "2\n")  # a new pair twice in one call: asked once
+    np.testing.assert_array_equal(t.compare([car[0], car[0]], [car[5], car[5]]), [0.0, 0.0])
+    assert t.asked == 1
     t, _ = _teacher(tmp_path, "")  # the same pairs the other way round: flipped, nothing asked
     flipped = t.compare(right, left)
     assert flipped[0] == 0.0 and np.isnan(flipped[1]) and flipped[2] == 0.5 and t.asked == 0

@@ -32,7 +32,12 @@ from typing import IO, Any
 import numpy as np
 
 from rewardsmith.errors import RewardsmithError
-from rewardsmith.preference.render import make_render_env, side_by_side_gif, summarize_segment
+from rewardsmith.preference.render import (
+    RenderError,
+    make_render_env,
+    side_by_side_gif,
+    summarize_segment,
+)
 from rewardsmith.preference.segments import Segment
 from rewardsmith.tasks import TaskSpec, get_task
 
@@ -150,6 +155,10 @@ class HumanTeacher:
                 labels[i] = old
         self.reused += n - len(todo)
         for j, i in enumerate(todo):
+            again = self.known(left[i], right[i])  # the same pair twice in one call is asked once
+            if again is not None:
+                labels[i] = again
+                continue
             header = f"Query {j + 1}/{len(todo)}" + (f" ({n - len(todo)} answered before)" if n > len(todo) else "")
             label = self._ask(left[i], right[i], header)
             if label is None:
@@ -197,8 +206,11 @@ class HumanTeacher:
         assert self.gif_dir is not None
         if self._env is None:
             self._env = make_render_env(self.task, self.size)
-        return side_by_side_gif(self.task, left, right, self.gif_dir / f"{key}.gif", fps=self.fps,
-                                every=self.every, size=self.size, env=self._env)
+        try:
+            return side_by_side_gif(self.task, left, right, self.gif_dir / f"{key}.gif", fps=self.fps,
+                                    every=self.every, size=self.size, env=self._env)
+        except RenderError as exc:
+            raise RenderError(f"{exc} (HumanTeacher(render=False) asks from the text summaries alone)") from exc
 
     def _save(self, key: str, label: float, answer: str, left: Segment, right: Segment, gif: Path | None) -> None:
         """Remember one answer and append it to the answers file at once (flush + fsync)."""

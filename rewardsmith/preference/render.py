@@ -90,15 +90,15 @@ def make_render_env(task: str | TaskSpec, size: int | None = None) -> Any:
 
 
 def _resize(frame: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour scaling so that the longer side is ``size`` pixels (aspect kept)."""
+    """Scale so that the longer side is ``size`` pixels (aspect kept; area-averaged, thin lines survive)."""
+    from PIL import Image
+
     h, w = frame.shape[:2]
     if max(h, w) == size:
         return frame
     scale = size / max(h, w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    rows = np.minimum((np.arange(nh) + 0.5) / scale, h - 1).astype(np.intp)
-    cols = np.minimum((np.arange(nw) + 0.5) / scale, w - 1).astype(np.intp)
-    return frame[rows][:, cols]
+    return np.asarray(Image.fromarray(frame).resize((nw, nh), Image.Resampling.BOX), dtype=np.uint8)
 
 
 def _who(segment: Segment) -> str:

@@ -149,6 +149,7 @@ class PrefsRun:
         self.trainer: Any = None
         self.labelled: list[tuple[list[Segment], list[Segment], np.ndarray]] = []
         self._tb: Any = None
+        self._last_rollouts: list[Rollout] | None = None  # this iteration's, for the reward correlation
 
     # -- pieces ----------------------------------------------------------------------------
     def _teacher(self) -> Any:
@@ -169,7 +170,7 @@ class PrefsRun:
         saved = _load_pairs(pending)
         if saved is not None:
             return saved[0], saved[1]
-        rollouts = self._rollouts(i)
+        rollouts = self._last_rollouts = self._rollouts(i)
         length = segment_length(rollouts, self.config.segment)
         pool = cut_segments(rollouts, length, max(2, 4 * self.plan[i] // len(rollouts) + 1), rng)
         method = "uniform" if self.model is None else self.config.selection
@@ -245,6 +246,7 @@ class PrefsRun:
             states = np.concatenate([r.states for r in rollouts])
             true = np.concatenate([r.rewards for r in rollouts])
             learned = self.model.predict(states)  # type: ignore[union-attr]
+            # on the segments' rollouts (the policy before this iteration's training)
             row["reward_corr"] = float(np.corrcoef(learned, true)[0, 1]) if np.std(learned) > 0 else None
         return row
 
@@ -287,7 +289,8 @@ class PrefsRun:
             need = self.targets[i] - self.trainer.num_timesteps
             if need > 0:
                 self.trainer.learn(need)
-            gt = self._ground_truth(self._rollouts_for_gt(i))
+            gt = self._ground_truth(self._last_rollouts)
+            self._last_rollouts = None
             row = {"iteration": i, "steps": self.trainer.num_timesteps, "asked": int(len(label)),
                    "answered": int(np.isfinite(label).sum()),
                    "queries_total": int(sum(np.isfinite(lab).sum() for _, _, lab in self.labelled)),
@@ -302,9 +305,6 @@ class PrefsRun:
             self.log(f"iteration {i}/{c.updates}: {row['steps']} steps, {row['queries_total']} labels, "
                      f"true fitness {row['fitness_mean']:.4g}, reward corr {_fmt(row.get('reward_corr'))}")
         return self._finish(time.perf_counter() - t0)
-
-    def _rollouts_for_gt(self, i: int) -> list[Rollout]:
-        return collect(self.task, trainer_policy(self.trainer, True), 2, 50_000 + i)
 
     def _finish(self, wall_s: float) -> dict[str, Any]:
         rows = [json.loads(line) for line in (self.path / "progress.jsonl").read_text().splitlines() if line.strip()]

@@ -262,6 +262,8 @@ def synthesize(
     intrinsic_coef: Annotated[float | None, _setting("intrinsic_coef", "--intrinsic-coef")
                               ] = default_for("intrinsic_coef"),
     shaping: Annotated[str, _setting("shaping")] = default_for("shaping"),
+    select: Annotated[str, _setting("select")] = default_for("select"),
+    teacher: Annotated[str, _setting("teacher")] = default_for("teacher"),
     time_limit: Annotated[float | None, _setting("time_limit", "--time-limit")] = default_for("time_limit"),
     final_seeds: Annotated[int, _setting("final_seeds", "--final-seeds")] = default_for("final_seeds"),
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the human and sparse baselines.")] = False,
@@ -299,7 +301,8 @@ def synthesize(
             workers=workers, executor=executor, address=address, cpus_per_job=cpus_per_job,
             gpus_per_job=gpus_per_job, device=device, schedule=schedule, halving_eta=halving_eta,
             halving_min_fraction=halving_min_fraction, final_candidates=final_candidates, warm_start=warm_start,
-            screen=screen, intrinsic=intrinsic, intrinsic_coef=intrinsic_coef, shaping=shaping, time_limit=time_limit,
+            screen=screen, intrinsic=intrinsic, intrinsic_coef=intrinsic_coef, shaping=shaping, select=select,
+            teacher=teacher, time_limit=time_limit,
             final_seeds=final_seeds,
             baselines=not no_baselines, repair_rounds=repair_rounds, gif_frames=gif_frames,
             stop_when_solved=not no_early_stop, n_envs=n_envs, algo=algo, eval_episodes=eval_episodes,
@@ -398,6 +401,7 @@ _register_commands()
 def main() -> None:
     """Console entry point."""
     os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame (classic-control GIFs) renders offscreen too
     try:
         app()
     except Exception as exc:  # an unexpected error: still one line unless --debug

@@ -247,7 +247,8 @@ class PrefsRun:
             true = np.concatenate([r.rewards for r in rollouts])
             learned = self.model.predict(states)  # type: ignore[union-attr]
             # on the segments' rollouts (the policy before this iteration's training)
-            row["reward_corr"] = float(np.corrcoef(learned, true)[0, 1]) if np.std(learned) > 0 else None
+            row["reward_corr"] = float(np.corrcoef(learned, true)[0, 1]) \
+                if np.std(learned) > 0 and np.std(true) > 0 else None  # a constant reward has none
         return row
 
     def _scalar(self, name: str, value: Any, step: int) -> None:
@@ -320,7 +321,14 @@ class PrefsRun:
         if self._tb is not None:
             self._tb.close()
         self.trainer.close()
+        self.close_teacher()
         return summary
+
+    def close_teacher(self) -> None:
+        """Release what the teacher holds (a human teacher's rendering env)."""
+        close = getattr(self.teacher, "close", None)
+        if callable(close):
+            close()
 
 
 def _fmt(x: Any) -> str:

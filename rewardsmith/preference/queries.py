@@ -62,14 +62,20 @@ def select_queries(pool: Sequence[Segment], n: int, *, model: Any = None, method
     """``n`` pairs from ``pool``: ``(left segments, right segments, their scores)``.
 
     ``oversample * n`` uniform candidate pairs are scored (:func:`pair_scores`) and the ``n``
-    highest kept (uniform: the first ``n``). Ties in score keep the candidates' random order.
+    highest kept (uniform: the first ``n``). Ties in score keep the candidates' random order. No
+    pair is asked twice (either way round); a pool with fewer than ``n`` distinct pairs gives all it has.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if oversample < 1:
         raise ValueError(f"oversample must be at least 1, got {oversample}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    pairs = candidate_pairs(pool, n * (1 if method == "uniform" else int(oversample)), rng)
+    drawn = candidate_pairs(pool, n * (1 if method == "uniform" else int(oversample)), rng)
+    pairs = list(dict.fromkeys((min(i, j), max(i, j)) for i, j in drawn))  # each pair once, in draw order
+    if len(pairs) < n:  # a small pool: every distinct pair it has, in a random order
+        every = [(i, j) for i in range(len(pool)) for j in range(i + 1, len(pool))]
+        pairs += [every[k] for k in rng.permutation(len(every)) if every[k] not in set(pairs)]
+    pairs = [(i, j) if rng.random() < 0.5 else (j, i) for i, j in pairs]  # which side is left: random
     left = [pool[i] for i, _ in pairs]
     right = [pool[j] for _, j in pairs]
     scores = pair_scores(model, left, right, method, use)

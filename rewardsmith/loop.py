@@ -3,7 +3,9 @@
 Each round: **propose** (the coder writes K programs from the task, the reflection on the best so
 far and human feedback) -> **accept** (extract, check, bounded repair) -> **evaluate** (an
 :class:`~rewardsmith.executor.Executor` trains the accepted ones, each with a time limit) ->
-**select** (the best by fitness) -> **reflect** (statistics the coder reads next round). At the
+**select** (the best by fitness, or with ``select="preference"`` the teacher's choice from a
+pairwise ranking of the rollouts: :mod:`rewardsmith.icpl`) -> **reflect** (statistics, or the
+ranking with the preferred and rejected programs, that the coder reads next round). At the
 end, **finalize** re-trains the best on fresh seeds beside the human and sparse baselines. The
 stages live in :mod:`rewardsmith.stages` and :mod:`rewardsmith.final`; this module composes them
 and owns the run directory, so a killed run resumes with ``resume=DIR`` without retraining
@@ -64,7 +66,7 @@ class Synthesizer:
     """Runs the loop. Use :func:`synthesize` unless you need the pieces."""
 
     def __init__(self, config: SynthesisConfig, run: RunDir, coder: Coder | None = None,
-                 hooks: LoopHooks | None = None, executor: Executor | None = None) -> None:
+                 hooks: LoopHooks | None = None, executor: Executor | None = None, teacher: Any = None) -> None:
         self.config = config.validated()
         self.task: TaskSpec = get_task(self.config.task)
         self.run = run
@@ -83,18 +85,46 @@ class Synthesizer:
             if event.get("event") == "human_feedback" and event.get("text"):
                 self.feedback.append(str(event["text"]))
                 self._asked.add(event.get("round"))
+        self._teacher = teacher
+        self._selector: Any = None
+        self.preferred: Candidate | None = None  # select="preference": the teacher's choice so far
+        self.ranking: Any = None  # ... and the latest ranking (rewardsmith.icpl.Ranking)
+        self.rankings: list[dict[str, Any]] = []  # one row per ranked round, for summary.json
+        self._feedback_cache: tuple[Any, dict[str, Any] | None] = (None, None)
 
     # -- helpers -------------------------------------------------------------------------------
     def _render(self, name: str, **ctx: Any) -> str:
         return render_prompt(name, prompts_dir=self.config.prompts_dir, **ctx)
 
+    @property
+    def by_preference(self) -> bool:
+        """Whether the loop selects by a teacher's preferences (ICPL) instead of fitness."""
+        return self.config.select == "preference"
+
     def best(self) -> Candidate | None:
-        """The best trained candidate so far (by fitness, among those trained for the full budget)."""
+        """The best trained candidate so far: by fitness (among those trained for the full budget),
+        or with ``select="preference"`` the teacher's choice (:mod:`rewardsmith.icpl`)."""
+        if self.by_preference:
+            return self.preferred
         return select_by_fitness(self.history, budget=self.steps)
 
+    def _preference_feedback(self) -> dict[str, Any] | None:
+        """The latest ranking as ``icpl.j2``'s context (None before any ranked round)."""
+        if self.ranking is None or self._selector is None:
+            return None
+        key = (self.ranking.round, None if self.preferred is None else self.preferred.name)
+        if self._feedback_cache[0] != key:  # relabels two episodes: once per ranked round
+            self._feedback_cache = (key, self._selector.feedback(self.ranking, self.history, self.preferred))
+        return self._feedback_cache[1]
+
     def _context(self, round_idx: int, **kw: Any) -> CoderContext:
-        hist = [{"source": c.source, "fitness": c.fitness_mean, "ok": c.trained, "error": c.error,
-                 "reflection": c.stats} for c in self.history if c.source]
+        blind = self.by_preference  # the coder must not see the true fitness: a human teacher gives none
+        hist = [{"source": c.source, "fitness": None if blind else c.fitness_mean, "ok": c.trained,
+                 "error": c.error, "reflection": None if blind else c.stats} for c in self.history if c.source]
+        if blind and "preference" not in kw:
+            from rewardsmith.icpl import coder_preference
+
+            kw["preference"] = coder_preference(self._preference_feedback())
         return CoderContext(task=self.task, round=round_idx, seed=self.config.seed, history=hist,
                             human_feedback="\n".join(self.feedback) or None, shaping=self.config.shaping, **kw)
 
@@ -133,8 +163,9 @@ class Synthesizer:
             cands = [Candidate.from_dict(c) for c in saved]
             self.log(f"round {round_idx + 1}: resuming {len(cands)} candidates from {rdir}")
         else:
+            pref = self._preference_feedback() if self.by_preference else None
             messages = build_messages(self.task, self._render, self.best(), last_round, self.feedback,
-                                      shaping=self.config.shaping)
+                                      shaping=self.config.shaping, preference=pref)
             self.run.write_json(f"{rdir}/prompt.json", messages)
             completions = propose(self.coder, messages, self.config.samples, self._context(round_idx))
             self.run.event("responses", round=round_idx, n=len(completions))
@@ -204,6 +235,40 @@ class Synthesizer:
             evaluate(self.executor, cands, make_job, self.run.path / rdir, self.config.seed, self.task,
                      on_done=advance)
 
+    # -- preference selection (ICPL) ------------------------------------------------------------
+    def selector(self) -> Any:
+        """The preference-selection stage (:class:`rewardsmith.icpl.PreferenceSelector`), made on first use."""
+        if self._selector is None:
+            from rewardsmith.icpl import PreferenceSelector, make_loop_teacher
+
+            teacher = self._teacher
+            if teacher is None:
+                teacher = make_loop_teacher(self.config.teacher, self.task, self.config.seed, coder=self.coder,
+                                            run_path=self.run.path)
+            # only the scripted teacher gets the true fitness; a human watches rollouts re-run with snapshots
+            self._selector = PreferenceSelector(self.task, self.run.path, teacher,
+                                                oracle=self.config.teacher == "scripted",
+                                                rollouts=self.config.teacher == "human", log=self.log)
+        return self._selector
+
+    def select_preference(self, round_idx: int, cands: list[Candidate]) -> None:
+        """Rank the round's trained candidates by the teacher and update the choice (saved labels are reused)."""
+        ranking, choice = self.selector().select(round_idx, cands, self.preferred)
+        if ranking is None:
+            if any(c.trained for c in cands):
+                self.log(f"round {round_idx + 1}: no stored episode to show the teacher; the choice stays")
+            return
+        self.ranking, self.preferred = ranking, choice
+        self.rankings.append(ranking.summary_row(self.history))
+
+    def step(self, round_idx: int, last_round: list[Candidate]) -> list[Candidate]:
+        """One round (:meth:`run_round`), added to the history, then (preference mode) ranked and chosen."""
+        cands = self.run_round(round_idx, last_round)
+        self.history.extend(cands)
+        if self.by_preference:
+            self.select_preference(round_idx, cands)
+        return cands
+
     def _solved(self) -> bool:
         """Whether no better program can exist: the fitness counts steps and every evaluation
         episode of the best candidate lasted the env's whole time limit."""
@@ -237,8 +302,7 @@ class Synthesizer:
         for r in range(self.config.iterations):
             self.log(f"round {r + 1}/{self.config.iterations}: asking the {self.coder.name} coder for "
                      f"{self.config.samples} programs")
-            last = self.run_round(r, last)
-            self.history.extend(last)
+            last = self.step(r, last)
             if self.hooks.round_done is not None:
                 self.hooks.round_done(r, last, self.best())
             if self.config.stop_when_solved and r + 1 < self.config.iterations and self._solved():
@@ -260,7 +324,8 @@ class Synthesizer:
         from rewardsmith.final import final_plans
         from rewardsmith.stages import top_candidates
 
-        finalists = top_candidates(self.history, self.config.final_candidates or 1, budget=self.steps)
+        finalists = ([best] if self.by_preference else
+                     top_candidates(self.history, self.config.final_candidates or 1, budget=self.steps))
         seeds_note = ", ".join(str(s) for s in final_seeds(self.config.seed, self.config.final_seeds))
         who = "the best program" if len(finalists) == 1 else f"the {len(finalists)} best programs"
         self.log(f"final: re-training {who} and the baselines on seeds {seeds_note}")
@@ -277,6 +342,12 @@ class Synthesizer:
                        tokens={"prompt": usage["prompt_tokens"], "completion": usage["completion_tokens"]},
                        requests=usage["requests"], cache_hits=usage.get("cache_hits", 0),
                        wall_s=round(time.perf_counter() - t0, 1))
+        summary["select"] = self.config.select
+        if self.by_preference:
+            from rewardsmith.icpl import preference_summary
+
+            teacher = self.config.teacher if self._teacher is None else type(self._teacher).__name__
+            summary["preference"] = preference_summary(best, self.history, self.rankings, teacher, self.steps)
         self.run.write_json("summary.json", summary)
         try:
             from rewardsmith.report import plot_run
@@ -335,7 +406,8 @@ def make_loop_coder(config: SynthesisConfig, run: RunDir) -> Coder:
 def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = None, resume: str | Path | None = None,
                coder: Coder | None = None, log: Callable[[str], None] = print, progress: bool = False,
                ask_feedback: Callable[[int, list[Candidate]], str | None] | None = None,
-               hooks: LoopHooks | None = None, executor: Executor | None = None) -> dict[str, Any]:
+               hooks: LoopHooks | None = None, executor: Executor | None = None,
+               teacher: Any = None) -> dict[str, Any]:
     """Run the loop; returns the summary (also in ``<out>/summary.json``).
 
     Args:
@@ -348,6 +420,10 @@ def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = N
         ask_feedback: called after each round with the round's candidates; returns human feedback.
         hooks: every UI callback at once (see :class:`LoopHooks`).
         executor: where trainings run (default: ``config.executor``).
+        teacher: a :class:`~rewardsmith.preference.teaching.SegmentTeacher` used instead of the one
+            ``config.teacher`` names (with ``select="preference"``); its segments are still made for
+            ``config.teacher``: with the true fitness as returns for ``scripted``, re-run with
+            snapshots for ``human``.
     """
     if hooks is None:
         hooks = LoopHooks(log=log, ask_feedback=ask_feedback)
@@ -376,7 +452,7 @@ def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = N
     own_executor = executor is None
     loop = None
     try:
-        loop = Synthesizer(config, run, coder=coder, hooks=hooks, executor=executor)
+        loop = Synthesizer(config, run, coder=coder, hooks=hooks, executor=executor, teacher=teacher)
         return loop.run_all()
     except RewardsmithError as exc:
         run.event("error", message=str(exc))

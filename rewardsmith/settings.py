@@ -22,6 +22,10 @@ SCHEDULES = ("full", "halving")
 SCREENS = ("off", "flag", "reject")
 #: what ``shaping`` may be.
 SHAPINGS = ("none", "potential")
+#: what ``select`` may be.
+SELECTIONS = ("fitness", "preference")
+#: the teachers ``teacher`` may name.
+TEACHERS = ("scripted", "human", "llm")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -71,6 +75,12 @@ class SynthesisConfig:
     shaping: str = _opt("none", "none (the coder writes rewards) or potential (the coder writes a shaping potential "
                                 "Phi(s), and candidates train on the task's sparse reward plus "
                                 "gamma * Phi(s') - Phi(s); the pre-screen is off).")
+    select: str = _opt("fitness", "How each round's best is chosen: fitness (the task's measured fitness) or "
+                                  "preference (ICPL: a teacher ranks the candidates' rollouts pairwise; the coder "
+                                  "gets the ranking and the preferred and rejected programs, never the fitness).")
+    teacher: str = _opt("scripted", "Who ranks the rollouts with --select preference: scripted (an oracle over the "
+                                    "true fitness), human (GIFs, answers typed in the terminal) or llm (the coder's "
+                                    "endpoint reads summaries of the states).")
     time_limit: float | None = _opt(None, "Seconds one training may take before it is killed and reported as "
                                           "out of time (default: derived from the budget and the measured "
                                           "step rate).")
@@ -145,6 +155,12 @@ class SynthesisConfig:
                                     f"{self.task!r} defines no sparse reward")
             except RewardsmithError:
                 pass  # an unknown task is reported where the task is resolved
+        if self.select not in SELECTIONS:
+            problems.append(f"unknown select {self.select!r}: use {', '.join(SELECTIONS)}")
+        if self.teacher not in TEACHERS:
+            problems.append(f"unknown teacher {self.teacher!r}: use {', '.join(TEACHERS)}")
+        if self.select == "preference" and self.schedule == "halving":
+            problems.append("select preference needs schedule full: successive halving cuts candidates by fitness")
         if self.intrinsic_coef is not None and self.intrinsic_coef < 0:
             problems.append(f"intrinsic_coef must be non-negative (got {self.intrinsic_coef})")
         coder = self.coder
@@ -187,4 +203,4 @@ def default_for(name: str) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
 
 
-__all__ = ["EXECUTORS", "SCHEDULES", "SCREENS", "SynthesisConfig", "default_for", "help_for"]
+__all__ = ["EXECUTORS", "SCHEDULES", "SCREENS", "SELECTIONS", "TEACHERS", "SynthesisConfig", "default_for", "help_for"]

@@ -23,13 +23,20 @@ Render = Callable[..., str]
 
 # -- propose ----------------------------------------------------------------------------------
 def build_messages(task: TaskSpec, render: Render, best: Candidate | None, last_round: Sequence[Candidate],
-                   feedback: Sequence[str], shaping: str = "none") -> list[dict[str, str]]:
+                   feedback: Sequence[str], shaping: str = "none",
+                   preference: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """The chat messages of a round: the task, the reflection on the best so far (with each
     candidate's pre-screen verdict), human feedback. ``shaping="potential"`` asks for a shaping
-    potential (``system_potential.j2``, and the task template's potential section) instead of a reward."""
+    potential (``system_potential.j2``, and the task template's potential section) instead of a reward.
+
+    ``preference`` (preference selection, :mod:`rewardsmith.icpl`): the context of ``icpl.j2`` (the
+    teacher's ranking, the preferred and rejected programs and their reward traces), rendered instead
+    of the fitness reflection, so that the coder never sees the true fitness."""
     potential = shaping == "potential"
     user = render("task", task=task, potential=potential)
-    if best is not None:
+    if preference is not None:
+        user += "\n\n" + render("icpl", task=task, **preference)
+    elif best is not None:
         others = [{"index": c.index, "name": c.name, "fitness_mean": c.fitness_mean, "error": c.error,
                    "stage": c.stage, "components": c.components, "screen": c.screen, "budget": c.budget}
                   for c in last_round if c is not best]
@@ -156,6 +163,8 @@ def evaluate(executor: Executor, cands: Sequence[Candidate], make_job: Callable[
 
 
 # -- select -----------------------------------------------------------------------------------
+# Two selection stages: by fitness (below) and by a teacher's preferences
+# (:class:`rewardsmith.icpl.PreferenceSelector`, ``select="preference"``).
 def top_candidates(history: Sequence[Candidate], k: int, budget: int | None = None) -> list[Candidate]:
     """The ``k`` trained candidates with the highest mean fitness (the earliest first on ties).
 

@@ -78,6 +78,11 @@ class CoderContext:
         error: the error being repaired.
         shaping: ``"potential"`` when the loop asks for shaping potentials (``compute_potential``)
             instead of reward programs, else ``"none"``.
+        preference: with ``select="preference"`` (ICPL), the teacher's verdict on the last ranked
+            round: ``{"preferred", "rejected"}`` (sources; rejected may be None), ``"order"``
+            (names, best first), ``"informative"`` (False when every comparison was skipped) and
+            ``"preferred_trace"`` / ``"rejected_trace"`` (see :func:`rewardsmith.icpl.reward_trace`).
+            The history then carries no fitness and no reflection: a human teacher gives none.
     """
 
     task: Any
@@ -88,6 +93,7 @@ class CoderContext:
     repair_of: str | None = None
     error: str | None = None
     shaping: str = "none"
+    preference: dict[str, Any] | None = None
 
 
 @runtime_checkable

@@ -7,7 +7,11 @@ different term subsets and weights. Later rounds start from the best programs so
 the reflection the LLM would read: a dominating term is scaled down, an anti-correlated one cut,
 a constant one dropped, early termination raises the alive bonus and uprightness, saturated
 actions raise the action cost; then weights are perturbed (an evolution strategy) so the K
-samples explore around the parent. Programs are written through ``prompts/offline_program.j2``
+samples explore around the parent. With preference selection (``context.preference``, ICPL: no
+fitness, no reflection) the parent is the teacher's preferred program and the rejected one is the
+direction to move away from: a weight both share is pushed further from the rejected program's, a
+term only the preferred has is raised, terms only the rejected has are kept out of the search.
+Programs are written through ``prompts/offline_program.j2``
 with their term configuration in a comment, so a resumed run can continue the search.
 
 With ``context.shaping == "potential"`` it writes shaping potentials (``compute_potential``,
@@ -183,6 +187,13 @@ class OfflineCoder:
         if context.repair_of:
             terms = parse_terms(context.repair_of) or self._initial(library, rng)
             return [self._render(task, terms, "a clean rewrite of the program that failed", context)] * n
+        pref = context.preference
+        if pref and pref.get("preferred") and parse_terms(pref["preferred"]):
+            # the first sample only moves away from the rejected program; with nothing rejected, all explore
+            directed = bool(pref.get("rejected")) and bool(pref.get("informative", True))
+            return [self._render(task, *self._improve_by_preference(pref, library, rng, directed and k == 0,
+                                                                    context), context)
+                    for k in range(n)]
         parents = self._parents(context.history)
         out = []
         for k in range(n):
@@ -249,21 +260,55 @@ class OfflineCoder:
             reasons.append("tripled the action cost (saturated actions)")
         reasons += _apply_feedback(terms, context.human_feedback)
         if not directed_only:
-            spread = self.sigma * (2.0 if "did not improve" in modes else 1.0)
-            for t in terms.values():
-                t.weight *= float(np.exp(rng.normal(0.0, spread)))
-            optional = [t for t in library if not t.core]
-            if optional and rng.random() < self.p_toggle:
-                pick = optional[int(rng.integers(len(optional)))]
-                if pick.name in terms:
-                    del terms[pick.name]
-                    reasons.append(f"tried without {pick.name}")
-                else:
-                    terms[pick.name] = Term(**asdict(pick))
-                    reasons.append(f"tried adding {pick.name}")
-            reasons.append(f"perturbed the weights (sigma {spread:g})")
+            reasons += self._explore(terms, library, rng, self.sigma * (2.0 if "did not improve" in modes else 1.0))
         parent_fit = parent.get("fitness")
-        why = f"improved the best program so far (fitness {parent_fit:.4g}): " + ("; ".join(reasons) or "kept it")
+        fit = "" if parent_fit is None else f" (fitness {parent_fit:.4g})"
+        why = f"improved the best program so far{fit}: " + ("; ".join(reasons) or "kept it")
+        return [t for t in terms.values() if t.weight > 0], why
+
+    def _explore(self, terms: dict[str, Term], library: list[Term], rng: np.random.Generator, spread: float,
+                 avoid: frozenset[str] = frozenset()) -> list[str]:
+        """Perturb the weights log-normally and maybe toggle one optional term (never one in ``avoid``)."""
+        reasons = []
+        for t in terms.values():
+            t.weight *= float(np.exp(rng.normal(0.0, spread)))
+        optional = [t for t in library if not t.core and t.name not in avoid]
+        if optional and rng.random() < self.p_toggle:
+            pick = optional[int(rng.integers(len(optional)))]
+            if pick.name in terms:
+                del terms[pick.name]
+                reasons.append(f"tried without {pick.name}")
+            else:
+                terms[pick.name] = Term(**asdict(pick))
+                reasons.append(f"tried adding {pick.name}")
+        reasons.append(f"perturbed the weights (sigma {spread:g})")
+        return reasons
+
+    def _improve_by_preference(self, pref: dict[str, Any], library: list[Term], rng: np.random.Generator,
+                               directed_only: bool, context: CoderContext) -> tuple[list[Term], str]:
+        """The teacher's preferred program, moved away from the rejected one (see the module docstring)."""
+        terms = {t.name: t for t in parse_terms(pref["preferred"])}
+        rejected = {t.name: t for t in parse_terms(pref.get("rejected") or "")}
+        reasons: list[str] = []
+        avoid: frozenset[str] = frozenset()
+        if rejected and pref.get("informative", True):
+            for name, t in terms.items():
+                r = rejected.get(name)
+                if r is None:
+                    t.weight *= 1.25
+                    reasons.append(f"raised {name} (the rejected program lacks it)")
+                elif r.weight > 0 and abs(t.weight / r.weight - 1.0) > 1e-3:
+                    old = t.weight
+                    t.weight *= float(np.clip(t.weight / r.weight, 0.25, 4.0)) ** 0.5
+                    reasons.append(f"moved {name} away from the rejected program's weight "
+                                   f"({r.weight:.3g}): {old:.3g} -> {t.weight:.3g}")
+            avoid = frozenset(set(rejected) - set(terms))
+            if avoid:
+                reasons.append(f"kept out {', '.join(sorted(avoid))} (only the rejected program has them)")
+        reasons += _apply_feedback(terms, context.human_feedback)
+        if not directed_only:
+            reasons += self._explore(terms, library, rng, self.sigma, avoid)
+        why = "improved the teacher's preferred program: " + ("; ".join(reasons) or "kept it")
         return [t for t in terms.values() if t.weight > 0], why
 
     # -- writing ------------------------------------------------------------------------

@@ -148,6 +148,9 @@ def test_offline_icpl_end_to_end_and_resume_asks_nothing_again(tmp_path: Path) -
     assert summary["preference"]["chosen_search_fitness"] is not None  # fitness recorded beside the choice
     assert [r["round"] for r in summary["preference"]["rounds"]] == [0, 1]
     assert summary["preference"]["fitness_best"] is not None
+    finished = Counting()  # resuming a finished run asks nothing either
+    assert synthesize(resume=out, log=lambda _: None, teacher=finished)["preference"]["chosen"] == chosen
+    assert finished.calls == 0
 
 
 def test_skipping_teacher_in_the_loop(tmp_path: Path) -> None:

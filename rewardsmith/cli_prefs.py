@@ -30,8 +30,10 @@ def prefs(
                          ] = "disagreement",
     oversample: Annotated[int, typer.Option(help="Candidate pairs scored per query asked.")] = 10,
     segment: Annotated[int, typer.Option(help="Steps per segment.")] = 50,
-    schedule: Annotated[str, typer.Option(help="constant or hyperbolic split of the queries over the updates.")
-                        ] = "constant",
+    first: Annotated[float, typer.Option(help="Share of the queries asked on random-policy segments before "
+                                              "the agent trains.")] = 0.3,
+    schedule: Annotated[str, typer.Option(help="constant or hyperbolic (more early) split of the other queries "
+                                               "over the updates.")] = "hyperbolic",
     episodes: Annotated[int, typer.Option(help="Rollouts collected per update to cut segments from.")] = 8,
     ensemble: Annotated[int, typer.Option(help="Reward-model ensemble members.")] = 3,
     device: Annotated[str, typer.Option(help="Torch device of the agent and the reward model.")] = "cpu",
@@ -47,7 +49,7 @@ def prefs(
     if resume is None:
         config = PrefsConfig(task=task or "", teacher=teacher, teacher_kind=teacher_kind, queries=queries,
                              steps=steps, algo=algo, seed=seed, updates=updates, selection=selection,
-                             oversample=oversample, segment=segment, schedule=schedule, episodes=episodes,
+                             oversample=oversample, segment=segment, first=first, schedule=schedule, episodes=episodes,
                              ensemble=ensemble, device=device)
         _guard(config.validate)
         if out is None:

@@ -122,7 +122,8 @@ def test_pbrl_sac_relabels_the_replay_buffer_with_the_refitted_reward(tmp_path):
     buffer = run.trainer.model.replay_buffer
     arrays = run.trainer.replay_states.arrays
     n = buffer.pos
-    want = LearnedReward(run.model, run.task).compute(
+    assert run.trainer.source is run.source and run.source.scale != 1.0  # standardised after each fit
+    want = run.source.compute(
         type("T", (), {"state": arrays["state"][:n, 0], "action": None})())[0]
     assert np.allclose(buffer.rewards[:n, 0], want, atol=1e-5)
     assert (tmp_path / "sac" / "agent" / "replay_buffer.pkl").is_file()

@@ -32,7 +32,7 @@ class Rollout:
     origin: str = ""
 
     def __len__(self) -> int:
-        return int(len(self.states))
+        return len(self.states)
 
 
 def trainer_policy(trainer: Any, deterministic: bool = False) -> Policy:

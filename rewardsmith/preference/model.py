@@ -320,14 +320,15 @@ class LearnedReward:
     ``compute(t)`` reads ``t.state`` (``(n, task.state_size)``; with a ``"state_action"`` model,
     ``t.action`` is appended). Components: ``learned`` (the ensemble mean) and ``learned_std``
     (the members' std). The total is the mean (``how="mean"``) or ``mean - k * std``
-    (``how="conservative"``).
+    (``how="conservative"``), times ``scale`` plus ``shift`` (:meth:`standardize` sets both).
     """
 
     def __init__(self, model: RewardModel, task: TaskSpec, how: str = "mean", k: float = 1.0,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, shift: float = 0.0) -> None:
         if how not in ("mean", "conservative"):
             raise ValueError(f"how must be 'mean' or 'conservative', got {how!r}")
         self.model, self.task, self.how, self.k, self.scale = model, task, how, float(k), float(scale)
+        self.shift = float(shift)
         if model.use == "state" and model.input_dim != task.state_size:
             raise ValueError(f"model reads {model.input_dim} features but task {task.name!r} has "
                              f"state_size {task.state_size}")
@@ -351,7 +352,7 @@ class LearnedReward:
                 raise ValueError("this learned reward reads actions, but the transitions have none")
             x = np.concatenate([x, np.asarray(t.action, dtype=np.float64).reshape(len(x), -1)], axis=1)
         r = self.model.predict_members(x) * self.scale
-        mean, std = r.mean(axis=0), r.std(axis=0)
+        mean, std = r.mean(axis=0) + self.shift, r.std(axis=0)
         total = mean if self.how == "mean" else mean - self.k * std
         if out is None:
             out = (np.empty(len(x)), np.empty((len(x), 2)))
@@ -359,6 +360,22 @@ class LearnedReward:
         out[1][:, 0] = mean
         out[1][:, 1] = std
         return out
+
+    def standardize(self, states: np.ndarray) -> tuple[float, float]:
+        """Set ``scale``/``shift`` so that the ensemble mean has mean 0 and std 1 over ``states``
+        (``(n, D)`` features); returns them.
+
+        A Bradley-Terry model fixes a reward only up to its scale, which drifts from fit to fit;
+        an agent trained while the reward is refitted (PbRL) then sees its reward's scale jump.
+        Standardising after every fit keeps what the agent sees on one scale (an affine map with a
+        positive factor leaves the task's optimal policies as they are when episodes have a fixed
+        length, as Pendulum's and Reacher's do).
+        """
+        r = self.model.predict(np.asarray(states, dtype=np.float64))
+        sd = float(np.std(r))
+        self.scale = 1.0 / sd if sd > 1e-8 else 1.0
+        self.shift = -float(np.mean(r)) * self.scale
+        return self.scale, self.shift
 
     def __repr__(self) -> str:
         return f"LearnedReward({self.task.name}, {self.model!r}, how={self.how!r})"

@@ -39,7 +39,13 @@ import numpy as np
 
 from rewardsmith.errors import RewardsmithError
 from rewardsmith.fsutil import atomic_write_json
-from rewardsmith.preference.collect import Rollout, collect, cut_segments, segment_length, trainer_policy
+from rewardsmith.preference.collect import (
+    Rollout,
+    collect,
+    cut_segments,
+    segment_length,
+    trainer_policy,
+)
 from rewardsmith.preference.model import LearnedReward, RewardModel
 from rewardsmith.preference.queries import SELECTIONS, query_schedule, select_queries
 from rewardsmith.preference.segments import PreferenceBatch, Segment
@@ -60,13 +66,14 @@ class PrefsConfig:
     algo: str | None = None  #: ppo or sac (default: the task's)
     seed: int = 0
     updates: int = 10  #: reward updates during training (queries are asked before each)
-    first: float = 0.1  #: share of the queries asked on random-policy segments before training
-    schedule: str = "constant"  #: constant or hyperbolic split of the rest over the updates
+    first: float = 0.3  #: share of the queries asked on random-policy segments before training
+    schedule: str = "hyperbolic"  #: constant or hyperbolic split of the rest over the updates
     selection: str = "disagreement"  #: uniform, disagreement or entropy
     oversample: int = 10  #: candidate pairs scored per query asked
     segment: int = 50  #: steps per segment (shortened when episodes are shorter)
     episodes: int = 8  #: rollouts collected per iteration to cut segments from
     ensemble: int = 3  #: reward-model members
+    standardize: bool = True  #: rescale the learned reward to mean 0, std 1 on the labelled states after each fit
     reward_epochs: int = 100  #: most epochs per fit (early stopping on held-out accuracy)
     n_envs: int | None = None  #: parallel envs (default: 4 for PPO, 1 for SAC)
     eval_episodes: int = 5  #: deterministic episodes measured at every iteration
@@ -147,6 +154,7 @@ class PrefsRun:
         self.teacher = teacher if teacher is not None else self._teacher()
         self.model: RewardModel | None = None
         self.trainer: Any = None
+        self.source: LearnedReward | None = None  # the reward the agent trains on (one object, refitted)
         self.labelled: list[tuple[list[Segment], list[Segment], np.ndarray]] = []
         self._tb: Any = None
         self._last_rollouts: list[Rollout] | None = None  # this iteration's, for the reward correlation
@@ -209,12 +217,21 @@ class PrefsRun:
         if batch is None:
             return {"n": 0}
         hist = self.model.fit(batch, epochs=self.config.reward_epochs)
+        self._standardize()
         self.model.save(self.path / ".reward_model.tmp.pt")
         (self.path / ".reward_model.tmp.pt").replace(self.path / "reward_model.pt")
         best = hist["best_epoch"]
         val_acc = hist["val_acc"][best - 1] if hist["val_acc"] else float("nan")
         return {"n": len(batch), "val_acc": None if not np.isfinite(val_acc) else round(float(val_acc), 4),
                 "epochs": len(hist["epoch"])}
+
+    def _standardize(self) -> None:
+        """The learned reward on one scale across fits: mean 0, std 1 over the labelled segments' states."""
+        if self.source is None:
+            self.source = LearnedReward(self.model, self.task)  # type: ignore[arg-type]
+        states = [s.states for lft, rgt, _ in self.labelled for s in (*lft, *rgt)]
+        if states and self.config.standardize:
+            self.source.standardize(np.concatenate(states))
 
     def _relabel(self) -> int:
         from rewardsmith.replay import relabel_arrays
@@ -227,7 +244,9 @@ class PrefsRun:
     def _build_trainer(self, resume: bool) -> None:
         from rewardsmith.trainer import Trainer
 
-        source = LearnedReward(self.model, self.task)  # type: ignore[arg-type]
+        if self.source is None:
+            self.source = LearnedReward(self.model, self.task)  # type: ignore[arg-type]
+        source = self.source
         agent = self.path / "agent"
         if resume and (agent / "model.zip").is_file():
             self.trainer = Trainer.load(agent, reward=source, device=self.config.device,
@@ -278,6 +297,7 @@ class PrefsRun:
                 self.labelled.append(done)  # type: ignore[arg-type]
         if start > 0 and (self.path / "reward_model.pt").is_file():
             self.model = RewardModel.load(self.path / "reward_model.pt", device=c.device)
+            self._standardize()
             self._build_trainer(resume=True)
         t0 = time.perf_counter()
         for i in range(start, c.updates + 1):
@@ -292,7 +312,7 @@ class PrefsRun:
                 self.trainer.learn(need)
             gt = self._ground_truth(self._last_rollouts)
             self._last_rollouts = None
-            row = {"iteration": i, "steps": self.trainer.num_timesteps, "asked": int(len(label)),
+            row = {"iteration": i, "steps": self.trainer.num_timesteps, "asked": len(label),
                    "answered": int(np.isfinite(label).sum()),
                    "queries_total": int(sum(np.isfinite(lab).sum() for _, _, lab in self.labelled)),
                    "reward_val_acc": fit.get("val_acc"), "relabelled": relabelled, **gt}

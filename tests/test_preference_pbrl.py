@@ -180,3 +180,24 @@ def test_cli_prefs_runs_and_reports(tmp_path):
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["queries"] == 12
     bad = CliRunner().invoke(app, ["prefs", "--task", "pendulum", "--selection", "kcenter"])
     assert bad.exit_code == 1 and "unknown selection" in bad.output
+
+
+def test_pbrl_with_the_llm_teacher_through_a_loopback_server(tmp_path, monkeypatch):
+    from openai_stub import ok, serve
+
+    monkeypatch.setenv("REWARDSMITH_CACHE", str(tmp_path / "cache"))
+    with serve() as stub:
+        stub.responder = lambda body: ok("The right one stays closer to upright.\nAnswer: 2")
+        monkeypatch.setenv("OPENAI_BASE_URL", stub.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        cfg = PrefsConfig(task="pendulum", teacher="llm", queries=6, steps=1024, updates=1, episodes=2, n_envs=2,
+                          eval_episodes=1)
+        summary = prefs(cfg, out=tmp_path / "llm")
+        asked = stub.chat_requests
+    assert summary["queries"] == 6 and summary["teacher"] == "llm"
+    assert len(asked) == 6  # one request per pair
+    text = " ".join(m["content"] for m in asked[0]["body"]["messages"])
+    assert "angle" in text and "angular_velocity" in text  # the segments are described by the task's variables
+    for i in (0, 1):
+        with np.load(tmp_path / "llm" / "queries" / f"i{i:02d}.npz") as d:
+            assert d["label"].tolist() == [0.0] * len(d["label"])  # "Answer: 2" = the right segment

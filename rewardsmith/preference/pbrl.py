@@ -299,6 +299,10 @@ class PrefsRun:
             self.model = RewardModel.load(self.path / "reward_model.pt", device=c.device)
             self._standardize()
             self._build_trainer(resume=True)
+        if resume:
+            kept = sum(int(np.isfinite(lab).sum()) for _, _, lab in self.labelled)
+            self.log(f"resuming {self.path} at iteration {start}/{c.updates}: {kept} labels and "
+                     f"{0 if self.trainer is None else self.trainer.num_timesteps} training steps kept")
         t0 = time.perf_counter()
         for i in range(start, c.updates + 1):
             rng = np.random.default_rng([c.seed, 7, i])

@@ -11,7 +11,7 @@ import pytest
 from rewardsmith.errors import RewardsmithError
 from rewardsmith.preference import Segment
 from rewardsmith.preference.collect import collect, cut_segments
-from rewardsmith.preference.model import LearnedReward, RewardModel
+from rewardsmith.preference.model import RewardModel
 from rewardsmith.preference.pbrl import PrefsConfig, PrefsRun, prefs
 from rewardsmith.preference.queries import pair_scores, query_schedule, select_queries
 from rewardsmith.preference.segments import PreferenceBatch

@@ -122,6 +122,26 @@ def tasks_show(
     console.print(f"[bold]default budget[/bold]  {spec.default_steps:,} steps of {spec.default_algo.upper()}")
 
 
+@tasks_app.command("describe")
+def tasks_describe(
+    env_id: Annotated[str, typer.Argument(help="A MuJoCo env id gymnasium.make knows (e.g. Hopper-v5).")],
+    out: Annotated[Path | None, typer.Option(help="Write the task file here (default: print it).")] = None,
+    name: Annotated[str | None, typer.Option(help="The task's name (default: from the env id).")] = None,
+) -> None:
+    """Describe a MuJoCo env as a task: its named bodies, joints, sites, sensors and actuators become
+    variables; edit the file's description and fitness, then use it as `--task FILE.py`."""
+    from rewardsmith.describe import describe_env, task_file
+
+    spec = _guard(describe_env, env_id, name=name)
+    text = task_file(spec)
+    if out is None:
+        typer.echo(text)
+        return
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"{out}: task {spec.name!r} with {len(spec.variables)} variables ({spec.state_size} values); "
+               f"edit its description and fitness, then e.g. `rewardsmith train --task {out} --builtin`")
+
+
 @app.command()
 def check(
     file: Annotated[Path, typer.Argument(help="The reward program (.py).")],

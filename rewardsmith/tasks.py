@@ -267,11 +267,14 @@ def register_task(spec: TaskSpec, overwrite: bool = False) -> TaskSpec:
 def get_task(name: str | TaskSpec) -> TaskSpec:
     """The registered task called ``name`` (newest version), or exactly ``name@version``.
 
-    A TaskSpec passes through.
+    A TaskSpec passes through. A path ending in ``.py`` is a task file (as ``rewardsmith tasks
+    describe --out`` writes): it is run, and the task it registers (its ``TASK``) is returned.
     """
     if isinstance(name, TaskSpec):
         return name
     _ensure_builtins()
+    if str(name).endswith(".py"):
+        return _task_from_file(str(name))
     base, _, version = str(name).partition("@")
     versions = _REGISTRY.get(base)
     if not versions:
@@ -283,6 +286,22 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
     except (ValueError, KeyError):
         known = ", ".join(f"{base}@{v}" for v in sorted(versions))
         raise TaskSpecError(f"task {name!r} has no such version (known: {known})") from None
+
+
+def _task_from_file(path: str) -> TaskSpec:
+    import os
+    import runpy
+
+    if not os.path.isfile(path):
+        raise TaskSpecError(f"no task file {path!r}")
+    try:
+        namespace = runpy.run_path(path)
+    except TaskSpecError as exc:
+        raise TaskSpecError(f"{path}: {exc}") from None
+    task = namespace.get("TASK")
+    if not isinstance(task, TaskSpec):
+        raise TaskSpecError(f"{path} defines no TASK = register_task(TaskSpec(...))")
+    return task
 
 
 def task_versions(name: str) -> list[TaskSpec]:

@@ -437,16 +437,23 @@ def synthesize(config: SynthesisConfig | None = None, out: str | Path | None = N
         if not isinstance(manifest, dict) or "config" not in manifest:
             raise RewardsmithError(f"{resume} is not a rewardsmith run directory (no readable manifest.json)")
         config = SynthesisConfig.from_dict(manifest["config"])
+        if config.task.endswith(".py") and not Path(config.task).is_absolute():  # the run's copy of a task file
+            config = SynthesisConfig.from_dict({**asdict(config), "task": str(run.path / config.task)})
         run.event("resume")
     else:
         if config is None:
             raise RewardsmithError("synthesize needs a config or resume=DIR")
         task = get_task(config.task)
+        task_file = config.task if config.task.endswith(".py") else None
         config = SynthesisConfig.from_dict({**asdict(config.validated()), "task": task.ref})
         run = RunDir(out or Path("runs") / f"{task.name}-{datetime.now():%Y%m%d-%H%M%S}")
         if (run.path / "manifest.json").exists():
             raise RewardsmithError(f"{run.path} already holds a run; use --resume {run.path} or another --out")
-        run.write_json("manifest.json", {"config": asdict(config), "versions": _versions(),
+        pinned = asdict(config)
+        if task_file is not None:  # a task file: the run keeps its own copy, which a resume registers again
+            run.write_text("task.py", Path(task_file).read_text(encoding="utf-8"))
+            pinned["task"] = "task.py"
+        run.write_json("manifest.json", {"config": pinned, "versions": _versions(),
                                          "created": datetime.now().isoformat(timespec="seconds")})
         run.event("start", task=config.task, coder=config.coder)
     own_executor = executor is None

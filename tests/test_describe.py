@@ -160,3 +160,23 @@ def test_every_described_env_trains_briefly(env_id):
     with Trainer(describe_env(env_id), "builtin", n_envs=1, budget=256, device="cpu") as tr:
         tr.learn(256)
         assert np.isfinite(tr.evaluate(episodes=1)[0])
+
+
+def test_a_synthesize_run_on_a_task_file_keeps_a_copy_and_resumes(tmp_path):
+    from rewardsmith import tasks
+    from rewardsmith.errors import RewardsmithError
+    from rewardsmith.loop import synthesize
+    from rewardsmith.settings import SynthesisConfig
+
+    path = tmp_path / "ip_task.py"
+    path.write_text(task_file(describe_env("InvertedPendulum-v5", name="described-ip")))
+    out = tmp_path / "run"
+    cfg = SynthesisConfig(task=str(path), coder="offline", iterations=1, samples=1, steps=256)
+    with pytest.raises(RewardsmithError, match="offline coder found no task term"):
+        synthesize(cfg, out=out)
+    assert (out / "task.py").read_text() == path.read_text()
+    path.unlink()
+    tasks._REGISTRY.pop("described-ip")  # as in a fresh process: only the run's copy can bring it back
+    with pytest.raises(RewardsmithError, match="offline coder found no task term"):  # not "unknown task"
+        synthesize(resume=out)
+    assert get_task("described-ip").env_id == "InvertedPendulum-v5"

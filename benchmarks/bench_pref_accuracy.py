@@ -63,6 +63,7 @@ class Args:
     sizes: tuple[int, ...] = (250, 500, 1000, 2000)
     seeds: int = 3
     out: str = str(RESULTS / "pref_accuracy.jsonl")
+    stop_on: str = "accuracy"
     report: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -221,10 +222,11 @@ def run_ours(args: Args, data: dict[str, np.ndarray]) -> list[dict[str, Any]]:
             batch = PreferenceBatch(x[:, 0], x[:, 1], hard)
             model = RewardModel(x.shape[-1], seed=seed)
             t0 = time.perf_counter()
-            hist = model.fit(batch)
+            hist = model.fit(batch, stop_on=args.stop_on)
             fit_s = time.perf_counter() - t0
             pred = model.predict_returns(test_x.reshape(-1, SEG_LEN, x.shape[-1])).reshape(-1, 2)
-            row = {"library": "rewardsmith", "version": rewardsmith.__version__, "torch": torch.__version__,
+            row = {"library": "rewardsmith" if args.stop_on == "accuracy" else f"rewardsmith stop_on={args.stop_on}",
+                   "version": rewardsmith.__version__, "torch": torch.__version__,
                    "pairs": n, "seed": seed, **metrics(pred, true_test, soft), "fit_s": fit_s,
                    "epochs": len(hist["epoch"]), "best_epoch": hist["best_epoch"],
                    "config": "RewardModel(4, seed=seed).fit(batch): k=3, (64, 64), lr 1e-3, batch 64, "
@@ -274,10 +276,12 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=list(d.sizes))
     p.add_argument("--seeds", type=int, default=d.seeds)
     p.add_argument("--out", default=d.out)
+    p.add_argument("--stop-on", default="accuracy", choices=["accuracy", "loss"],
+                   help="our early stopping's criterion (the default is the library's)")
     p.add_argument("--report", action="store_true", help="only print the table of the rows written")
     a = p.parse_args()
     args = Args(data=a.data, data_seed=a.data_seed, temperature=a.temperature, sizes=tuple(a.sizes),
-                seeds=a.seeds, out=a.out, report=a.report)
+                seeds=a.seeds, out=a.out, report=a.report, stop_on=a.stop_on)
     if not args.report:
         t0 = time.perf_counter()
         data = load_or_generate(args)
@@ -289,7 +293,8 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
-    print(report([RESULTS / "pref_accuracy.jsonl", RESULTS / "pref_accuracy_imitation.jsonl"]))
+    extra = [RESULTS / "pref_accuracy_loss.jsonl"] if (RESULTS / "pref_accuracy_loss.jsonl").is_file() else []
+    print(report([RESULTS / "pref_accuracy.jsonl", *extra, RESULTS / "pref_accuracy_imitation.jsonl"]))
 
 
 if __name__ == "__main__":

@@ -186,3 +186,16 @@ def test_learned_reward_with_relabel():
     assert src.compute(Transitions.from_states(states), out) is out
     with pytest.raises(ValueError):
         LearnedReward(RewardModel(S + 1, k=1), task)
+
+
+def test_early_stopping_on_loss_is_an_option_and_rejects_unknown_criteria():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2, 5, 3))
+    ret = x[..., 0].sum(-1)
+    batch = PreferenceBatch(x[:, 0], x[:, 1], (ret[:, 0] > ret[:, 1]).astype(float))
+    model = RewardModel(3, k=2, seed=0)
+    hist = model.fit(batch, epochs=30, stop_on="loss")
+    best = hist["best_epoch"]
+    assert hist["val_loss"][best - 1] == min(hist["val_loss"])  # the kept epoch is the lowest held-out loss
+    with pytest.raises(ValueError, match="stop_on"):
+        model.fit(batch, stop_on="auc")

@@ -149,7 +149,7 @@ class RewardModel:
 
     def fit(self, batch: PreferenceBatch, epochs: int = 100, lr: float = 1e-3, val_fraction: float = 0.2,
             patience: int = 10, batch_size: int = 64, weight_decay: float = 0.0, bootstrap: bool = True,
-            update_normalization: bool = True) -> dict[str, Any]:
+            update_normalization: bool = True, stop_on: str = "accuracy") -> dict[str, Any]:
         """Train every member on its own bootstrap resample of the training comparisons.
 
         A random ``val_fraction`` of the comparisons is held out; after each epoch the ensemble's
@@ -157,9 +157,14 @@ class RewardModel:
         ``patience`` epochs without improvement (better accuracy, or equal accuracy and lower
         loss), and the best epoch's weights are restored. With no held-out data it runs all epochs.
 
+        ``stop_on="loss"`` keys the early stopping on held-out loss instead (better-calibrated
+        probabilities: accuracy keeps improving while the logits grow over-confident).
+
         Returns (and keeps in :attr:`history`): per-epoch lists ``epoch``, ``train_loss``,
         ``val_loss``, ``val_acc``, and ``best_epoch``, ``stopped_early``, ``n_train``, ``n_val``.
         """
+        if stop_on not in ("accuracy", "loss"):
+            raise ValueError(f"stop_on must be 'accuracy' or 'loss', got {stop_on!r}")
         if batch.input_dim != self.input_dim:
             raise ValueError(f"batch has {batch.input_dim} features per step, the model {self.input_dim}")
         n = len(batch)
@@ -204,7 +209,7 @@ class RewardModel:
                 vacc = _accuracy(logits, vb.label)
                 hist["val_loss"].append(vloss)
                 hist["val_acc"].append(vacc)
-                score = (vacc if not math.isnan(vacc) else -vloss, vloss)
+                score = (-vloss, vloss) if stop_on == "loss" else (vacc if not math.isnan(vacc) else -vloss, vloss)
                 if score[0] > best[0] or (score[0] == best[0] and score[1] < best[1]):
                     best, best_epoch, since = score, epoch, 0
                     best_state = [copy.deepcopy(m.state_dict()) for m in self.members]
